@@ -67,7 +67,12 @@ type ContainerSpec struct {
 	Args       []string // nil keeps the image's
 	WorkingDir string
 	Env        map[string]string
-	Mounts     []Mount
+	// PodIPEnv names variables to set to the pod's IP (Kubernetes'
+	// status.podIP field reference). The IP exists only once the infra
+	// container runs, so the runtime fills these in before it creates the
+	// app containers.
+	PodIPEnv []string
+	Mounts   []Mount
 	// MemoryLimit in bytes; 0 means none.
 	MemoryLimit int64
 	// CPULimitMilli in millicores; 0 means none.
