@@ -54,4 +54,78 @@ type PodReport struct {
 	Name      string           `json:"name"`
 	UID       string           `json:"uid"`
 	Status    corev1.PodStatus `json:"status"`
+	// Terminating is set while the agent stops a pod that is no longer
+	// assigned (or is being replaced); the pod still runs until it is gone.
+	Terminating bool `json:"terminating,omitempty"`
+}
+
+// Status is the controller's summary, served at /api/v1/status and printed by
+// `berth status -o json`. See docs/status.md for each field.
+type Status struct {
+	Source      string             `json:"source"`
+	Sync        string             `json:"sync"` // SyncSynced or SyncOutOfSync
+	Applied     *Revision          `json:"applied,omitempty"`
+	Head        *Revision          `json:"head,omitempty"` // newest revision fetched, applied or not
+	LastFetch   time.Time          `json:"lastFetch,omitempty"`
+	LastError   string             `json:"lastError,omitempty"`
+	Warnings    []string           `json:"warnings,omitempty"`
+	Deployments []DeploymentHealth `json:"deployments"`
+	Nodes       []NodeInfo         `json:"nodes"`
+}
+
+// Sync states, as Argo CD names them.
+const (
+	SyncSynced    = "Synced"
+	SyncOutOfSync = "OutOfSync"
+)
+
+// Revision describes one commit (or folder state) of the source.
+type Revision struct {
+	ID      string    `json:"id"`
+	Subject string    `json:"subject,omitempty"`
+	Author  string    `json:"author,omitempty"`
+	Time    time.Time `json:"time,omitempty"`
+}
+
+// DeploymentHealth is one Deployment's rollout state.
+type DeploymentHealth struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Desired   int32  `json:"desired"`
+	Updated   int32  `json:"updated"`
+	Ready     int32  `json:"ready"`
+	Available int32  `json:"available"`
+	Revision  int64  `json:"revision"`
+	Health    string `json:"health"` // Healthy, Progressing or Degraded
+	Reason    string `json:"reason,omitempty"`
+}
+
+// NodeInfo is one node as the controller sees it.
+type NodeInfo struct {
+	Name          string    `json:"name"`
+	Ready         bool      `json:"ready"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	Pods          int       `json:"pods"`
+	Addresses     []string  `json:"addresses,omitempty"`
+}
+
+// HistoryEntry records what happened to one revision.
+type HistoryEntry struct {
+	Revision Revision  `json:"revision"`
+	Time     time.Time `json:"time"`
+	Outcome  string    `json:"outcome"` // Applied, Refused
+	Message  string    `json:"message,omitempty"`
+}
+
+// Outcomes of a revision.
+const (
+	OutcomeApplied = "Applied"
+	OutcomeRefused = "Refused"
+)
+
+// SyncResult answers POST /api/v1/sync.
+type SyncResult struct {
+	Applied *Revision `json:"applied,omitempty"`
+	Head    *Revision `json:"head,omitempty"`
+	Error   string    `json:"error,omitempty"`
 }
