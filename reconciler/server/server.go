@@ -1,0 +1,203 @@
+// Package server is the controller's HTTP API: node agents fetch their
+// assignments and report status through it, the CLI reads status and objects,
+// and Git hosts call its webhook. Routes (all JSON):
+//
+//	GET  /healthz                                  liveness of the controller
+//	GET  /api/v1/status                            api.Status
+//	GET  /api/v1/history                           []api.HistoryEntry
+//	GET  /api/v1/{pods|deployments|replicasets|configmaps|secrets}?namespace=NS
+//	                                               a v1 List (Secrets without values)
+//	POST /api/v1/sync                              fetch now; api.SyncResult
+//	GET  /api/v1/nodes/{node}/assignment?after=N   long-poll; api.Assignment
+//	POST /api/v1/nodes/{node}/report               api.NodeReport
+//	POST /hooks/git                                webhook (X-Hub-Signature-256 when a secret is set)
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"berth.dev/berth/api"
+)
+
+// Controller is what the API serves; *controller.Controller implements it.
+type Controller interface {
+	Status() api.Status
+	History(ctx context.Context) ([]api.HistoryEntry, error)
+	Sync(ctx context.Context) api.SyncResult
+	RequestFetch()
+	Assignment(ctx context.Context, node string, after int64) (api.Assignment, error)
+	Report(ctx context.Context, r api.NodeReport) error
+	Pods(namespace string) []corev1.Pod
+	Deployments(namespace string) []appsv1.Deployment
+	ReplicaSets(namespace string) []appsv1.ReplicaSet
+	ConfigMaps(namespace string) []corev1.ConfigMap
+	Secrets(namespace string) []corev1.Secret
+}
+
+// Options configure the handler.
+type Options struct {
+	// WebhookSecret, when set, is the HMAC-SHA256 key Git hosts sign
+	// webhook bodies with (GitHub's X-Hub-Signature-256).
+	WebhookSecret string
+	Logger        *slog.Logger
+}
+
+// maxBody bounds request bodies; a node report for hundreds of pods fits.
+const maxBody = 16 << 20
+
+// New returns the API handler.
+func New(c Controller, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{c: c, opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) })
+	mux.HandleFunc("GET /api/v1/history", s.history)
+	mux.HandleFunc("GET /api/v1/{resource}", s.list)
+	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Sync(r.Context())) })
+	mux.HandleFunc("GET /api/v1/nodes/{node}/assignment", s.assignment)
+	mux.HandleFunc("POST /api/v1/nodes/{node}/report", s.report)
+	mux.HandleFunc("POST /hooks/git", s.webhook)
+	return mux
+}
+
+type server struct {
+	c    Controller
+	opts Options
+}
+
+func (s *server) history(w http.ResponseWriter, r *http.Request) {
+	h, err := s.c.History(r.Context())
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if h == nil {
+		h = []api.HistoryEntry{}
+	}
+	writeJSON(w, h)
+}
+
+func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	ns := r.URL.Query().Get("namespace")
+	var items any
+	switch r.PathValue("resource") {
+	case "pods":
+		items = s.c.Pods(ns)
+	case "deployments":
+		items = s.c.Deployments(ns)
+	case "replicasets":
+		items = s.c.ReplicaSets(ns)
+	case "configmaps":
+		items = s.c.ConfigMaps(ns)
+	case "secrets":
+		items = s.c.Secrets(ns)
+	default:
+		httpError(w, http.StatusNotFound, fmt.Errorf("unknown resource %q", r.PathValue("resource")))
+		return
+	}
+	writeJSON(w, map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+func (s *server) assignment(w http.ResponseWriter, r *http.Request) {
+	after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	if err != nil && r.URL.Query().Get("after") != "" {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("after: %w", err))
+		return
+	}
+	a, err := s.c.Assignment(r.Context(), r.PathValue("node"), after)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the agent went away
+		}
+		httpError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, a)
+}
+
+func (s *server) report(w http.ResponseWriter, r *http.Request) {
+	var rep api.NodeReport
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&rep); err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("decode report: %w", err))
+		return
+	}
+	if rep.Node != r.PathValue("node") {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("report for node %q posted to node %q", rep.Node, r.PathValue("node")))
+		return
+	}
+	if err := s.c.Report(r.Context(), rep); err != nil {
+		httpError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// webhook triggers a fetch. The payload itself is not trusted for anything
+// but the signature: berth always fetches the branch it follows.
+func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	if s.opts.WebhookSecret != "" {
+		if err := checkSignature(s.opts.WebhookSecret, r.Header.Get("X-Hub-Signature-256"), body); err != nil {
+			s.opts.Logger.Warn("webhook refused", "remote", r.RemoteAddr, "err", err)
+			httpError(w, http.StatusUnauthorized, err)
+			return
+		}
+	}
+	// Answer at once (Git hosts time out after a few seconds) and fetch in
+	// the background.
+	s.c.RequestFetch()
+	w.WriteHeader(http.StatusAccepted)
+	io.WriteString(w, "fetch scheduled\n")
+}
+
+func checkSignature(secret, header string, body []byte) error {
+	got, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return errors.New("missing or malformed X-Hub-Signature-256 header")
+	}
+	sig, err := hex.DecodeString(got)
+	if err != nil {
+		return errors.New("malformed X-Hub-Signature-256 header")
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return errors.New("signature does not match")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		// Headers are gone already; the client sees a truncated body.
+		return
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
