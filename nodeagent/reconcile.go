@@ -88,7 +88,16 @@ func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 				continue
 			}
 		}
-		wakeAt = earliest(wakeAt, a.syncContainers(ctx, d, p))
+		at, acted := a.syncContainers(ctx, d, p)
+		wakeAt = earliest(wakeAt, at)
+		if acted {
+			// Report what the starts did, not the state before them.
+			if fresh, err := a.cfg.Runtime.InspectPod(ctx, name); err == nil {
+				a.mu.Lock()
+				a.observed[name] = fresh
+				a.mu.Unlock()
+			}
+		}
 	}
 	a.forgetGone(desired, observed)
 	a.mu.Lock()
@@ -278,12 +287,12 @@ func (a *Agent) createPod(ctx context.Context, d desiredPod) (runtime.Pod, error
 	return p, nil
 }
 
-// syncContainers starts, restarts or kills the containers of one pod and
-// returns when the earliest restart back-off among them expires.
-func (a *Agent) syncContainers(ctx context.Context, d desiredPod, p runtime.Pod) time.Time {
+// syncContainers starts, restarts or kills the containers of one pod. It
+// returns when the earliest restart back-off among them expires, and
+// whether it started any container.
+func (a *Agent) syncContainers(ctx context.Context, d desiredPod, p runtime.Pod) (wakeAt time.Time, acted bool) {
 	uid := string(d.pod.UID)
 	now := a.now()
-	var wakeAt time.Time
 	for i := range d.pod.Spec.Containers {
 		c := &d.pod.Spec.Containers[i]
 		oc, ok := findContainer(p, c.Name)
@@ -317,6 +326,7 @@ func (a *Agent) syncContainers(ctx context.Context, d desiredPod, p runtime.Pod)
 				wakeAt = earliest(wakeAt, notBefore)
 			default:
 				a.start(ctx, key, p.Name, oc.ID, true)
+				acted = true
 			}
 		case runtime.StateCreated:
 			a.mu.Lock()
@@ -332,9 +342,10 @@ func (a *Agent) syncContainers(ctx context.Context, d desiredPod, p runtime.Pod)
 				continue
 			}
 			a.start(ctx, key, p.Name, oc.ID, false)
+			acted = true
 		}
 	}
-	return wakeAt
+	return wakeAt, acted
 }
 
 func findContainer(p runtime.Pod, name string) (runtime.Container, bool) {
