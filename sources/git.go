@@ -24,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
@@ -37,6 +38,10 @@ const (
 	// sshConnectTimeout bounds the TCP connect and SSH handshake, which
 	// go-git does not tie to the fetch context.
 	sshConnectTimeout = 30 * time.Second
+	// defaultPackLimit is how many packfiles the cache may hold before it is
+	// repacked: every fetch that brings objects adds one, and lookups slow
+	// down as they pile up.
+	defaultPackLimit = 50
 	// minSecretLen is the shortest secret redacted from error messages; a
 	// shorter one would garble the message while revealing next to nothing.
 	minSecretLen = 4
@@ -55,6 +60,9 @@ type gitSource struct {
 	auth     transport.AuthMethod
 	caBundle []byte
 	secrets  []string // redacted from every error message
+	// packLimit is the number of packfiles above which the cache is
+	// repacked into one.
+	packLimit int
 
 	// onTreeRead, when set (by tests), is called each time a commit's tree
 	// is read, which Fetch must skip when the branch head did not move.
@@ -81,9 +89,10 @@ func newGitSource(rawURL string, spec Spec, logger *slog.Logger) (*gitSource, er
 		return nil, fmt.Errorf("source: invalid branch name %q: %w", spec.Branch, err)
 	}
 	s := &gitSource{
-		logger: logger,
-		branch: spec.Branch,
-		sub:    spec.Path,
+		logger:    logger,
+		branch:    spec.Branch,
+		sub:       spec.Path,
+		packLimit: defaultPackLimit,
 	}
 	if err := s.configureRemote(rawURL, spec.Auth); err != nil {
 		return nil, err
@@ -214,7 +223,7 @@ func (s *gitSource) configureSSH(urlUser string, auth Auth) error {
 	}
 	keys, err := gitssh.NewPublicKeysFromFile(user, auth.SSHKeyFile, auth.SSHKeyPassphrase)
 	if err != nil {
-		return s.redactedf("source %s: ssh key %s: %w", s.display, auth.SSHKeyFile, err)
+		return s.wrapError(fmt.Sprintf("source %s: ssh key %s", s.display, auth.SSHKeyFile), err, "")
 	}
 	db, err := gitssh.NewKnownHostsDb(auth.KnownHostsFile)
 	if err != nil {
@@ -268,6 +277,7 @@ func (s *gitSource) Fetch(ctx context.Context) (Revision, error) {
 		s.logger.Debug("git branch unchanged", "commit", head.String())
 		return s.last.rev, nil
 	}
+	repo = s.maybeRepack(repo)
 	state, err := s.read(ctx, repo, head)
 	if err != nil {
 		return Revision{}, err
@@ -333,13 +343,43 @@ func (s *gitSource) fetchHead(ctx context.Context, repo *git.Repository) (plumbi
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return plumbing.ZeroHash, fmt.Errorf("git %s: %w: %q (the repository has no commits)", s.display, ErrBranchNotFound, s.branch)
 	default:
-		return plumbing.ZeroHash, s.redactedf("git fetch %s (branch %s): %w%s", s.display, s.branch, err, fetchHint(err))
+		return plumbing.ZeroHash, s.wrapError(fmt.Sprintf("git fetch %s (branch %s)", s.display, s.branch), err, fetchHint(err))
 	}
 	ref, err := repo.Reference(local, true)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("git %s: reading fetched branch %s: %w", s.display, s.branch, err)
 	}
 	return ref.Hash(), nil
+}
+
+// maybeRepack packs the cache into one packfile once fetches have left more
+// than packLimit, and returns the repository to use from then on. Repacking
+// also drops objects only a force-pushed-over history referenced. A failure
+// costs only speed, so it is logged.
+func (s *gitSource) maybeRepack(repo *git.Repository) *git.Repository {
+	packed, ok := repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return repo
+	}
+	packs, err := packed.ObjectPacks()
+	if err != nil || len(packs) <= s.packLimit {
+		return repo
+	}
+	start := time.Now()
+	err = repo.RepackObjects(&git.RepackConfig{})
+	// The open storage indexes the old packs: reopen it either way.
+	s.repo = nil
+	reopened, openErr := s.openCache()
+	if openErr != nil {
+		s.logger.Warn("git cache reopen after repack failed", "error", openErr)
+		return repo
+	}
+	if err != nil {
+		s.logger.Warn("git cache repack failed", "packs", len(packs), "error", err)
+	} else {
+		s.logger.Info("git cache repacked", "packs", len(packs), "took", time.Since(start))
+	}
+	return reopened
 }
 
 // fetchHint names the likely remedy for the failures users can fix.
@@ -478,28 +518,24 @@ func subject(message string) string {
 	return strings.TrimSpace(line)
 }
 
-// redactedf is fmt.Errorf with the source's secrets removed from the
-// message; the wrapped causes stay reachable for errors.Is and errors.As.
-func (s *gitSource) redactedf(format string, args ...any) error {
-	err := fmt.Errorf(format, args...)
-	msg := err.Error()
-	redacted := msg
+// wrapError wraps err as "context: cause hint" on one line, with the
+// source's secrets removed from the message. The cause stays reachable for
+// errors.Is and errors.As.
+func (s *gitSource) wrapError(context string, err error, hint string) error {
+	msg := context + ": " + strings.Join(strings.Fields(err.Error()), " ") + hint
 	for _, secret := range s.secrets {
-		redacted = strings.ReplaceAll(redacted, secret, "[redacted]")
+		msg = strings.ReplaceAll(msg, secret, "[redacted]")
 	}
-	if redacted == msg {
-		return err
-	}
-	return &redactedError{msg: redacted, err: err}
+	return &sourceError{msg: msg, err: err}
 }
 
-type redactedError struct {
+type sourceError struct {
 	msg string
 	err error
 }
 
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return errors.Unwrap(e.err) }
+func (e *sourceError) Error() string { return e.msg }
+func (e *sourceError) Unwrap() error { return e.err }
 
 func appendSecret(secrets []string, secret string) []string {
 	if len(secret) < minSecretLen {

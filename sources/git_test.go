@@ -2,7 +2,9 @@ package sources
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -268,4 +270,44 @@ func TestGitUnchangedFilesShareData(t *testing.T) {
 	if string(second.Files[0].Data) != "2\n" {
 		t.Errorf("%s = %q, want the new content", second.Files[0].Path, second.Files[0].Data)
 	}
+}
+
+func TestGitCacheRepack(t *testing.T) {
+	r := newTestRemote(t)
+	cache := t.TempDir()
+	src := openGit(t, Spec{Repo: r.url(), CacheDir: cache})
+	src.packLimit = 2
+	packs := func() int {
+		matches, err := filepath.Glob(filepath.Join(src.cacheDir, "objects", "pack", "*.pack"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(matches)
+	}
+
+	var last string
+	for i := range 6 {
+		if i == 4 {
+			r.git(r.work, "reset", "--quiet", "--hard", "HEAD~2") // a force-push in between
+		}
+		last = r.commitAndPush(fmt.Sprintf("commit %d", i), map[string]string{
+			"app.yaml":                      fmt.Sprintf("v: %d\n", i),
+			fmt.Sprintf("more/f%d.yaml", i): "x\n",
+		})
+		rev := mustFetch(t, src)
+		if rev.ID != last || fileMap(rev)["app.yaml"] != fmt.Sprintf("v: %d\n", i) {
+			t.Fatalf("commit %d: got %s %v", i, rev.ID, fileMap(rev))
+		}
+		if n := packs(); n > src.packLimit+1 {
+			t.Fatalf("commit %d: %d packs in the cache, want at most %d", i, n, src.packLimit+1)
+		}
+	}
+
+	// A fresh source (a restarted berth) reads the repacked cache.
+	again := openGit(t, Spec{Repo: r.url(), CacheDir: cache})
+	rev := mustFetch(t, again)
+	if rev.ID != last {
+		t.Fatalf("after repack: ID = %s, want %s", rev.ID, last)
+	}
+	assertPaths(t, rev, "app.yaml", "more/f0.yaml", "more/f1.yaml", "more/f4.yaml", "more/f5.yaml")
 }
