@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -48,7 +49,9 @@ func crossValidate(objects []*decoded) []Diagnostic {
 
 	for _, o := range objects {
 		var f findings
-		if ns := o.src.Namespace; o.src.Kind != "Namespace" && ns != "" && ns != metav1NamespaceDefault && !idx.namespaces[ns] {
+		// An invalid namespace name is already an error of its own.
+		if ns := o.src.Namespace; o.src.Kind != "Namespace" && ns != "" && ns != metav1NamespaceDefault && !idx.namespaces[ns] &&
+			len(apivalidation.ValidateNamespaceName(ns, false)) == 0 {
 			f.add(&field.Error{Type: field.ErrorTypeNotFound, Field: "metadata.namespace", BadValue: ns,
 				Detail: fmt.Sprintf("the revision declares no Namespace %q", ns)})
 		}

@@ -51,12 +51,16 @@ func validateDeploymentSpec(s *appsv1.DeploymentSpec, p *field.Path, f *findings
 	if s.Selector == nil {
 		f.add(field.Required(sp, ""))
 	} else {
-		f.add(metav1validation.ValidateLabelSelector(s.Selector, metav1validation.LabelSelectorValidationOptions{}, sp)...)
-		if len(s.Selector.MatchLabels)+len(s.Selector.MatchExpressions) == 0 {
+		selErrs := metav1validation.ValidateLabelSelector(s.Selector, metav1validation.LabelSelectorValidationOptions{}, sp)
+		f.add(selErrs...)
+		switch sel, err := metav1.LabelSelectorAsSelector(s.Selector); {
+		case len(selErrs) > 0:
+			// Already reported; matching an invalid selector would repeat it.
+		case len(s.Selector.MatchLabels)+len(s.Selector.MatchExpressions) == 0:
 			f.add(field.Invalid(sp, s.Selector, "empty selector is invalid for deployment"))
-		} else if sel, err := metav1.LabelSelectorAsSelector(s.Selector); err != nil {
+		case err != nil:
 			f.add(field.Invalid(sp, s.Selector, err.Error()))
-		} else if !sel.Matches(labels.Set(s.Template.Labels)) {
+		case !sel.Matches(labels.Set(s.Template.Labels)):
 			f.add(field.Invalid(p.Child("template", "metadata", "labels"), s.Template.Labels, "`selector` does not match template `labels`"))
 		}
 	}
