@@ -73,11 +73,38 @@ func (s *dirSource) Fetch(ctx context.Context) (Revision, error) {
 	case err != nil:
 		return Revision{}, fmt.Errorf("folder %s: %w", s.display, err)
 	}
+	files, newest, err := readFolder(ctx, s.dir)
+	if err != nil {
+		return Revision{}, fmt.Errorf("folder %s: %w", s.display, err)
+	}
+	return Revision{ID: "dir:" + digestFiles(files), Time: newest, Files: files}, nil
+}
+
+// ReadDir reads the manifest files under dir by the rules of a folder
+// source, for one-shot commands such as validate.
+func ReadDir(dir string) ([]File, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("%s: not a folder", dir)
+	}
+	files, _, err := readFolder(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: %w", dir, err)
+	}
+	return files, nil
+}
+
+// readFolder returns the manifest files under dir, sorted by path, and the
+// newest modification time among them.
+func readFolder(ctx context.Context, dir string) ([]File, time.Time, error) {
 	var (
 		files  []File
 		newest time.Time
 	)
-	err = filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while we walked; the next Fetch sees the rest
@@ -85,7 +112,7 @@ func (s *dirSource) Fetch(ctx context.Context) (Revision, error) {
 			return err
 		}
 		if d.IsDir() {
-			if p != s.dir && isHidden(d.Name()) {
+			if p != dir && isHidden(d.Name()) {
 				return filepath.SkipDir
 			}
 			return ctx.Err()
@@ -112,7 +139,7 @@ func (s *dirSource) Fetch(ctx context.Context) (Revision, error) {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(s.dir, p)
+		rel, err := filepath.Rel(dir, p)
 		if err != nil {
 			return err
 		}
@@ -123,10 +150,10 @@ func (s *dirSource) Fetch(ctx context.Context) (Revision, error) {
 		return nil
 	})
 	if err != nil {
-		return Revision{}, fmt.Errorf("folder %s: %w", s.display, err)
+		return nil, time.Time{}, err
 	}
 	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
-	return Revision{ID: "dir:" + digestFiles(files), Time: newest, Files: files}, nil
+	return files, newest, nil
 }
 
 // digestFiles hashes paths and contents with length prefixes, so that no two

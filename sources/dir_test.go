@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,17 @@ func TestDirFetch(t *testing.T) {
 	}
 	if rev.Subject != "" || rev.Author != "" {
 		t.Errorf("Subject, Author = %q, %q; want empty for folders", rev.Subject, rev.Author)
+	}
+
+	files, err := ReadDir(filepath.Join(root, "apps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := paths(Revision{Files: files}); !slices.Equal(got, paths(rev)) {
+		t.Errorf("ReadDir = %q, want %q like Fetch", got, paths(rev))
+	}
+	if _, err := ReadDir(filepath.Join(root, "a.yaml")); err == nil {
+		t.Errorf("ReadDir of a file succeeded")
 	}
 
 	if again := mustFetch(t, src); again.ID != rev.ID {

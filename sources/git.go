@@ -103,7 +103,7 @@ func newGitSource(rawURL string, spec Spec, logger *slog.Logger) (*gitSource, er
 	// Keyed by URL and branch: two sources following different branches of
 	// one repository never write to the same object store concurrently.
 	key := sha256.Sum256([]byte(s.url + "\n" + s.branch))
-	s.cacheDir = filepath.Join(spec.CacheDir, "git", hex.EncodeToString(key[:12]))
+	s.cacheDir = filepath.Join(spec.CacheDir, hex.EncodeToString(key[:12]))
 	s.logger = logger.With("source", s.String())
 	return s, nil
 }
