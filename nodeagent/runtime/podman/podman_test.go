@@ -30,3 +30,5 @@ func TestConformance(t *testing.T) {
 	podmantest.Cleanup(t, runtimetest.SuiteLabel)
 	runtimetest.Run(t, func(t *testing.T) runtime.Runtime { return newRuntime(t, uri) }, image)
 }
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/containers/podman/v5/libpod/define"
-	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/pods"
 	entities "github.com/containers/podman/v5/pkg/domain/entities/types"
@@ -140,6 +138,12 @@ func containerFromInspect(data *define.InspectContainerData) runtime.Container {
 		c.OOMKilled = s.OOMKilled
 		c.StartedAt = s.StartedAt
 		c.FinishedAt = s.FinishedAt
+		// Podman stamps StartedAt after runc returns but FinishedAt from
+		// the exit file, so a process that exits at once can "finish"
+		// before it "started". Consumers compare the two; keep them ordered.
+		if !c.FinishedAt.IsZero() && c.FinishedAt.Before(c.StartedAt) {
+			c.FinishedAt = c.StartedAt
+		}
 	}
 	return c
 }
@@ -296,37 +300,40 @@ func parseSignal(name string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("unknown stop signal %q", name)
 }
 
-// RemovePod stops the pod's containers (SIGTERM, SIGKILL after grace) and
-// removes the pod. A missing pod is not an error.
+// RemovePod stops the pod's app containers (stop signal, SIGKILL after
+// grace) and removes the pod. A missing pod is not an error.
 func (r *Runtime) RemovePod(ctx context.Context, name string, grace time.Duration) error {
-	cctx := r.callCtx(ctx)
-	// 4.3.1 (and later): pods.Stop sends its timeout as ?timeout=, but the
-	// server reads ?t=, so the binding's timeout is silently ignored and every
-	// container gets the default 10 s. Call the endpoint with the right name.
-	conn, err := bindings.GetClient(cctx)
-	if err != nil {
-		return err
-	}
-	params := url.Values{"t": {strconv.Itoa(graceSeconds(grace))}}
-	resp, err := conn.DoRequest(cctx, nil, http.MethodPost, "/pods/%s/stop", params, nil, name)
-	if err != nil {
-		return fmt.Errorf("stop pod %s: %w", name, err)
-	}
-	var stopReport entities.PodStopReport
-	err = resp.Process(&stopReport)
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
+	rep, err := pods.Inspect(r.callCtx(ctx), name, nil)
+	if isNotFound(err) {
 		return nil
-	case resp.StatusCode == http.StatusNotModified:
-		// Nothing was running.
-	case err != nil:
-		// A container that refused to stop is killed by the forced remove below.
-		r.logger.Warn("stopping pod failed; removing it by force", "pod", name, "err", err)
 	}
+	if err != nil {
+		return fmt.Errorf("remove pod %s: %w", name, err)
+	}
+	// 4.3.1: the pod stop endpoint cannot be used for this. The v5 binding
+	// sends its timeout as ?timeout= while the server reads ?t=, so the
+	// grace period is silently replaced by the default 10 s; and with ?t=
+	// the 4.3.1 server answers 304 and stops nothing as soon as one
+	// container of the pod has already exited. So stop the running app
+	// containers one by one, in parallel, each with the grace period.
+	var wg sync.WaitGroup
+	for _, c := range rep.Containers {
+		if c.ID == rep.InfraContainerID || stateOf(c.State) != runtime.StateRunning {
+			continue
+		}
+		wg.Go(func() {
+			if err := r.StopContainer(ctx, c.ID, grace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				// The forced remove below kills it.
+				r.logger.Warn("stopping container failed; removing it by force", "pod", name, "container", c.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 
-	_, err = pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true))
-	if err != nil && !isNotFound(err) {
+	// Only the infra container (catatonit, which exits on SIGTERM) and
+	// containers that refused to stop remain: no further grace.
+	opts := new(pods.RemoveOptions).WithForce(true).WithTimeout(0)
+	if _, err := pods.Remove(r.callCtx(ctx), rep.ID, opts); err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove pod %s: %w", name, err)
 	}
 	return nil

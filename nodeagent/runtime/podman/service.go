@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// ServiceOpts describe a private `podman system service`.
-type ServiceOpts struct {
+// ServiceOptions describe a private `podman system service`.
+type ServiceOptions struct {
 	// Socket is the path of the unix socket to serve on. Required.
 	Socket string
 	// Root and RunRoot are Podman's storage and state directories; empty
@@ -45,8 +45,7 @@ type ServiceOpts struct {
 
 // Service is a running `podman system service` child process.
 type Service struct {
-	// URI is the socket to pass to New: unix:///path.
-	URI string
+	uri string
 
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -56,7 +55,7 @@ type Service struct {
 
 // StartService starts `podman system service --time=0` on opts.Socket and
 // returns once the socket answers.
-func StartService(ctx context.Context, opts ServiceOpts) (*Service, error) {
+func StartService(ctx context.Context, opts ServiceOptions) (*Service, error) {
 	if opts.Socket == "" {
 		return nil, errors.New("podman service: no socket path")
 	}
@@ -116,7 +115,7 @@ func StartService(ctx context.Context, opts ServiceOpts) (*Service, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("podman service: start %s: %w", name, err)
 	}
-	s := &Service{URI: uri, cmd: cmd, done: make(chan struct{})}
+	s := &Service{uri: uri, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
 		close(s.done)
@@ -140,6 +139,9 @@ func StartService(ctx context.Context, opts ServiceOpts) (*Service, error) {
 		}
 	}
 }
+
+// URI is the service's socket as New expects it: unix:///path.
+func (s *Service) URI() string { return s.uri }
 
 // Stop ends the service (SIGTERM, SIGKILL after 10 s) and waits for it.
 // Containers it started keep running: conmon owns them.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"berth.dev/berth/nodeagent/hostsetup"
 	"berth.dev/berth/nodeagent/runtime/podman"
 )
 
@@ -67,9 +68,15 @@ func ModuleRoot(t testing.TB) string {
 	}
 }
 
-// ContainersConf is the project's containers.conf, which every test service uses.
+// ContainersConf writes the project's containers.conf (the one the agent's
+// service uses) into a temporary directory and returns its path.
 func ContainersConf(t testing.TB) string {
-	return filepath.Join(ModuleRoot(t), "nodeagent", "hostsetup", "containers.conf")
+	t.Helper()
+	path, err := hostsetup.WriteContainersConf(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // Service starts a private `podman system service` for this test, sharing
@@ -88,7 +95,7 @@ func Service(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	svc, err := podman.StartService(ctx, podman.ServiceOpts{
+	svc, err := podman.StartService(ctx, podman.ServiceOptions{
 		Socket:         filepath.Join(dir, "podman.sock"),
 		ContainersConf: ContainersConf(t),
 	})
@@ -100,7 +107,7 @@ func Service(t testing.TB) string {
 			t.Errorf("podmantest: stop service: %v", err)
 		}
 	})
-	return svc.URI
+	return svc.URI()
 }
 
 // podmanCmd runs the podman CLI with the project's containers.conf.
