@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"reflect"
 
 	"berth.dev/berth/api"
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,30 +38,36 @@ func PodTemplateHash(t *corev1.PodTemplateSpec, collisionCount *int32) string {
 
 // equalIgnoreHash is deploymentutil.EqualIgnoreHash: templates are
 // semantically equal once the pod-template-hash label is dropped from both.
+// A strict reflect.DeepEqual answers the common case (an unchanged
+// template) several times faster; only a difference is confirmed with the
+// semantic comparison, which also treats "1000m" and "1" CPU as equal.
 func equalIgnoreHash(a, b *corev1.PodTemplateSpec) bool {
+	if !labelsEqualIgnoring(a.Labels, b.Labels, appsv1.DefaultDeploymentUniqueLabelKey) {
+		return false
+	}
 	ac, bc := *a, *b // shallow copies: only Labels is replaced
-	ac.Labels = withoutLabel(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	bc.Labels = withoutLabel(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	return equality.Semantic.DeepEqual(ac, bc)
+	ac.Labels, bc.Labels = nil, nil
+	return reflect.DeepEqual(ac, bc) || equality.Semantic.DeepEqual(ac, bc)
 }
 
-func withoutLabel(m map[string]string, k string) map[string]string {
-	if _, ok := m[k]; !ok {
-		if len(m) == 0 {
-			return nil // nil and empty label maps are the same template
+// labelsEqualIgnoring compares two label maps as if key skip were absent
+// from both, without allocating.
+func labelsEqualIgnoring(a, b map[string]string, skip string) bool {
+	n := 0
+	for k, v := range a {
+		if k == skip {
+			continue
 		}
-		return m
-	}
-	out := make(map[string]string, len(m)-1)
-	for mk, v := range m {
-		if mk != k {
-			out[mk] = v
+		n++
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
 		}
 	}
-	if len(out) == 0 {
-		return nil
+	m := len(b)
+	if _, ok := b[skip]; ok {
+		m--
 	}
-	return out
+	return n == m
 }
 
 // barePodSpecHash identifies a bare Pod manifest's content: labels,

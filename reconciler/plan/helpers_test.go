@@ -296,5 +296,3 @@ func barePod(name, image string) *corev1.Pod {
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: image}}},
 	}
 }
-
-

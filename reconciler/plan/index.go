@@ -54,7 +54,7 @@ func buildIndex(in Input) *index {
 	}
 	for _, rs := range in.ReplicaSets {
 		dk := orphanKey
-		if ref := metav1.GetControllerOf(rs); ref != nil && ref.Kind == "Deployment" {
+		if ref := metav1.GetControllerOfNoCopy(rs); ref != nil && ref.Kind == "Deployment" {
 			dk = key(rs.Namespace, ref.Name)
 		}
 		rv := &rsView{orig: rs, rs: rs, deploymentKey: dk}
@@ -63,7 +63,7 @@ func buildIndex(in Input) *index {
 	}
 	sort.Slice(idx.allRS, func(i, j int) bool {
 		a, b := idx.allRS[i].rs, idx.allRS[j].rs
-		return key(a.Namespace, a.Name) < key(b.Namespace, b.Name)
+		return byKey(a.Namespace, a.Name, b.Namespace, b.Name)
 	})
 	for _, rv := range idx.allRS {
 		if _, seen := idx.rsByDeployment[rv.deploymentKey]; !seen {
@@ -74,7 +74,7 @@ func buildIndex(in Input) *index {
 	sort.Strings(idx.deploymentKeys)
 
 	for _, pod := range in.LivePods {
-		ref := metav1.GetControllerOf(pod)
+		ref := metav1.GetControllerOfNoCopy(pod)
 		if ref == nil {
 			k := key(pod.Namespace, pod.Name)
 			idx.barePods[k] = append(idx.barePods[k], pod)

@@ -172,7 +172,8 @@ func (p *planner) run() {
 	desired := make(map[string]bool, len(p.in.Deployments))
 	deployments := append([]*appsv1.Deployment(nil), p.in.Deployments...)
 	sort.Slice(deployments, func(i, j int) bool {
-		return key(deployments[i].Namespace, deployments[i].Name) < key(deployments[j].Namespace, deployments[j].Name)
+		a, b := deployments[i], deployments[j]
+		return byKey(a.Namespace, a.Name, b.Namespace, b.Name)
 	})
 	for _, d := range deployments {
 		k := key(d.Namespace, d.Name)
@@ -226,10 +227,18 @@ func (p *planner) out() Plan {
 
 func key(namespace, name string) string { return namespace + "/" + name }
 
+// byKey orders objects by namespace, then name, without building keys.
+func byKey(ns1, n1, ns2, n2 string) bool {
+	if ns1 != ns2 {
+		return ns1 < ns2
+	}
+	return n1 < n2
+}
+
 func sortRS(s []*appsv1.ReplicaSet) {
-	sort.Slice(s, func(i, j int) bool { return key(s[i].Namespace, s[i].Name) < key(s[j].Namespace, s[j].Name) })
+	sort.Slice(s, func(i, j int) bool { return byKey(s[i].Namespace, s[i].Name, s[j].Namespace, s[j].Name) })
 }
 
 func sortPods(s []*corev1.Pod) {
-	sort.Slice(s, func(i, j int) bool { return key(s[i].Namespace, s[i].Name) < key(s[j].Namespace, s[j].Name) })
+	sort.Slice(s, func(i, j int) bool { return byKey(s[i].Namespace, s[i].Name, s[j].Namespace, s[j].Name) })
 }

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -353,33 +354,51 @@ func TestScaleWithoutTemplateChange(t *testing.T) {
 	}
 }
 
+// TestProportionalScalingMidRollout scales a stuck rollout (old 8, new 5,
+// sized for a maximum of 13) and checks each ReplicaSet keeps its share
+// (sync.go scale), as in the Kubernetes documentation's example.
 func TestProportionalScalingMidRollout(t *testing.T) {
-	d := deployment("web", 10, "img:v1", rolling("3", "2"))
-	w := newWorld(t, d)
-	w.autoReady = true
-	w.converge()
-	w.autoReady = false
-	oldName := w.rsOf("web")[0].Name
-	v2 := withImage(d, "img:v2")
-	w.deployments = []*appsv1.Deployment{v2}
-	w.step()
-	w.step() // old 8, new 5: stuck, new pods never ready
-	newName := w.rsOf("web")[1].Name
+	tests := []struct {
+		replicas         int32
+		wantOld, wantNew int32
+		wantMax          string
+	}{
+		{15, 11, 7, "18"}, // 5 more allowed (15+3-13): 3 to old, 2 to new
+		{5, 5, 3, "8"},    // 5 fewer (5+3-13): 3 from old, 2 from new
+		{0, 0, 0, "3"},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.replicas), func(t *testing.T) {
+			d := deployment("web", 10, "img:v1", rolling("3", "2"))
+			w := newWorld(t, d)
+			w.autoReady = true
+			w.converge()
+			w.autoReady = false
+			oldName := w.rsOf("web")[0].Name
+			v2 := withImage(d, "img:v2")
+			w.deployments = []*appsv1.Deployment{v2}
+			w.step()
+			w.step() // old 8, new 5: stuck, new pods never ready
+			newName := w.rsOf("web")[1].Name
+			if replicasOf(w.rsOf("web")[0]) != 8 || replicasOf(w.rsOf("web")[1]) != 5 {
+				t.Fatal("setup: want old 8, new 5")
+			}
 
-	w.deployments = []*appsv1.Deployment{withReplicas(v2, 15)}
-	p := w.step()
-	// 5 more are allowed (15+3 - 13); old had 8/13 of the maximum, new 5/13.
-	old, nw := findRS(p.UpdateReplicaSets, oldName), findRS(p.UpdateReplicaSets, newName)
-	if old == nil || nw == nil || replicasOf(old) != 11 || replicasOf(nw) != 7 {
-		t.Fatalf("proportional scaling: %+v", p.UpdateReplicaSets)
-	}
-	for _, rs := range []*appsv1.ReplicaSet{old, nw} {
-		if rs.Annotations[AnnotationDesiredReplicas] != "15" || rs.Annotations[AnnotationMaxReplicas] != "18" {
-			t.Fatalf("%s annotations %v", rs.Name, rs.Annotations)
-		}
-	}
-	if len(p.CreateReplicaSets) != 0 {
-		t.Fatal("a scaling event must not roll out in the same pass")
+			w.deployments = []*appsv1.Deployment{withReplicas(v2, tc.replicas)}
+			p := w.step()
+			if len(p.CreateReplicaSets) != 0 {
+				t.Fatal("a scaling event must not roll out in the same pass")
+			}
+			old, nw := w.rs[key("default", oldName)], w.rs[key("default", newName)]
+			if replicasOf(old) != tc.wantOld || replicasOf(nw) != tc.wantNew {
+				t.Fatalf("old %d new %d, want %d and %d", replicasOf(old), replicasOf(nw), tc.wantOld, tc.wantNew)
+			}
+			for _, rs := range []*appsv1.ReplicaSet{old, nw} {
+				if rs.Annotations[AnnotationDesiredReplicas] != fmt.Sprint(tc.replicas) || rs.Annotations[AnnotationMaxReplicas] != tc.wantMax {
+					t.Fatalf("%s annotations %v", rs.Name, rs.Annotations)
+				}
+			}
+		})
 	}
 }
 
