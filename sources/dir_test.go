@@ -13,7 +13,7 @@ import (
 
 // testDebounce is short to keep the tests quick, yet far longer than the
 // few milliseconds a burst of writes in a test takes.
-const testDebounce = 250 * time.Millisecond
+const testDebounce = 500 * time.Millisecond
 
 func writeFiles(t *testing.T, root string, files map[string]string) {
 	t.Helper()
