@@ -553,3 +553,55 @@ func deepCopyInput(in Input) Input {
 	}
 	return out
 }
+
+// TestOneStepPerPass: when the new ReplicaSet scales up, the pass ends
+// there even though old replicas could also go (rolling.go rolloutRolling).
+func TestOneStepPerPass(t *testing.T) {
+	d := deployment("web", 4, "img:v1", rolling("1", "2"))
+	w := newWorld(t, d)
+	w.autoReady = true
+	w.converge()
+	w.autoReady = false
+	oldName := w.rsOf("web")[0].Name
+	w.deployments = []*appsv1.Deployment{withImage(d, "img:v2")}
+	w.step() // new created at 1; old 4->2 (creating is not scaling up)
+	if got := replicasOf(w.rs[key("default", oldName)]); got != 2 {
+		t.Fatalf("old = %d after the first pass, want 2", got)
+	}
+	w.readyAll()
+	p := w.step()
+	newRS := w.rsOf("web")[1]
+	if replicasOf(newRS) != 3 {
+		t.Fatalf("new = %d, want 3", replicasOf(newRS))
+	}
+	if findRS(p.UpdateReplicaSets, oldName) != nil || len(p.DeletePods) != 0 {
+		t.Fatalf("old ReplicaSet scaled down in the same pass as the scale-up: %+v", p.UpdateReplicaSets)
+	}
+	p = w.step()
+	if got := replicasOf(w.rs[key("default", oldName)]); got != 1 {
+		t.Fatalf("old = %d in the next pass, want 1", got)
+	}
+}
+
+// TestCleanupUnhealthyOldReplicas: unavailable old pods are removed first
+// and do not count against maxUnavailable (kubernetes#16737).
+func TestCleanupUnhealthyOldReplicas(t *testing.T) {
+	d := deployment("web", 4, "img:v1", rolling("1", "1"))
+	w := newWorld(t, d)
+	w.autoReady = true
+	w.converge()
+	w.autoReady = false
+	old := w.rsOf("web")[0]
+	pods := w.podsOf(old.Name)
+	notReady(pods[0])
+	notReady(pods[1])
+	w.deployments = []*appsv1.Deployment{withImage(d, "img:v2")}
+	p := w.compute()
+	u := findRS(p.UpdateReplicaSets, old.Name)
+	if u == nil || replicasOf(u) != 3 {
+		t.Fatalf("old ReplicaSet: %+v, want scaled to 3", u)
+	}
+	if len(p.DeletePods) != 1 || (p.DeletePods[0].Name != pods[0].Name && p.DeletePods[0].Name != pods[1].Name) {
+		t.Fatalf("DeletePods = %v, want one of the unready pods", p.DeletePods)
+	}
+}
