@@ -218,13 +218,21 @@ func TestReconcileCreateReplaceRemove(t *testing.T) {
 
 func TestReconcileLeavesForeignPodsAlone(t *testing.T) {
 	h := newHarness(t, newProgram())
-	if _, err := h.rt.CreatePod(context.Background(), runtime.PodSpec{Name: "someone-else", Labels: map[string]string{"x": "y"}}); err != nil {
-		t.Fatal(err)
+	foreign := map[string]map[string]string{
+		"not-berths":        {"x": "y"},
+		"other-nodes_web-1": {api.LabelManaged: "true", LabelNode: "node-2", api.LabelUID: "u9"},
+	}
+	for name, labels := range foreign {
+		if _, err := h.rt.CreatePod(context.Background(), runtime.PodSpec{Name: name, Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h.assign()
 	h.pass()
-	if _, err := h.rt.InspectPod(context.Background(), "someone-else"); err != nil {
-		t.Fatalf("a pod without berth's label was touched: %v", err)
+	for name := range foreign {
+		if _, err := h.rt.InspectPod(context.Background(), name); err != nil {
+			t.Errorf("pod %s, not this agent's, was touched: %v", name, err)
+		}
 	}
 }
 

@@ -36,7 +36,7 @@ type createFailure struct {
 // correctly) assigned, creates missing ones, and starts, restarts or kills
 // containers. It returns when the next restart back-off expires, if any.
 func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
-	pods, err := a.cfg.Runtime.ListPods(ctx, map[string]string{api.LabelManaged: "true"})
+	pods, err := a.cfg.Runtime.ListPods(ctx, a.selector())
 	if err != nil {
 		return time.Time{}, fmt.Errorf("list pods: %w", err)
 	}
@@ -108,6 +108,11 @@ func (a *Agent) reconcile(ctx context.Context) (time.Time, error) {
 	return wakeAt, errors.Join(errs...)
 }
 
+// selector picks the pods this agent owns.
+func (a *Agent) selector() map[string]string {
+	return map[string]string{api.LabelManaged: "true", LabelNode: a.cfg.NodeName}
+}
+
 // desiredLocked translates the assigned pods, once per assignment.
 func (a *Agent) desiredLocked() map[string]desiredPod {
 	out := map[string]desiredPod{}
@@ -136,11 +141,11 @@ func (a *Agent) translate(pod *corev1.Pod, cfg configIndex) (translation, error)
 	if err := checkIdentity(pod); err != nil {
 		return translation{}, err
 	}
-	hostIP := ""
+	n := node{Name: a.cfg.NodeName}
 	if len(a.cfg.Addresses) > 0 {
-		hostIP = a.cfg.Addresses[0]
+		n.IP = a.cfg.Addresses[0]
 	}
-	tr, err := translate(pod, cfg, a.podDir(string(pod.UID)), hostIP)
+	tr, err := translate(pod, cfg, a.podDir(string(pod.UID)), n)
 	log := a.log.With("pod", pod.Namespace+"/"+pod.Name)
 	if err != nil {
 		log.Warn("pod cannot be created", "err", err)

@@ -20,10 +20,21 @@ import (
 	"berth.dev/berth/nodeagent/runtime"
 )
 
-// LabelGracePeriod carries a pod's terminationGracePeriodSeconds on its
-// Podman pod, so the agent can stop it with the right grace period even
-// after it has left the assignment.
-const LabelGracePeriod = "berth.dev/grace-period"
+// Labels the agent adds to api's. LabelGracePeriod carries a pod's
+// terminationGracePeriodSeconds, so the agent can stop the pod with the
+// right grace period after it has left the assignment. LabelNode scopes
+// ownership to one agent, so agents (or tests) sharing a Podman never
+// remove each other's pods.
+const (
+	LabelGracePeriod = "berth.dev/grace-period"
+	LabelNode        = "berth.dev/node"
+)
+
+// node is what translation needs to know about the node the pod runs on.
+type node struct {
+	Name string
+	IP   string // answers status.hostIP references
+}
 
 // defaultGracePeriodSeconds is Kubernetes' terminationGracePeriodSeconds.
 const defaultGracePeriodSeconds = 30
@@ -125,8 +136,8 @@ func configErrorf(format string, args ...any) error {
 
 // translate turns a Kubernetes pod into the runtime's pod spec and the
 // files of its volumes. It is pure: podDir is where the pod's volumes will
-// live on the host, hostIP answers status.hostIP references.
-func translate(pod *corev1.Pod, cfg configIndex, podDir, hostIP string) (translation, error) {
+// live on the host.
+func translate(pod *corev1.Pod, cfg configIndex, podDir string, n node) (translation, error) {
 	var tr translation
 	spec := &pod.Spec
 	if len(spec.InitContainers) > 0 {
@@ -160,12 +171,13 @@ func translate(pod *corev1.Pod, cfg configIndex, podDir, hostIP string) (transla
 			api.LabelOwner:     ownerOf(pod),
 			api.LabelUID:       string(pod.UID),
 			LabelGracePeriod:   strconv.FormatInt(grace, 10),
+			LabelNode:          n.Name,
 		},
 		Hostname: hostnameOf(pod),
 	}
 	for i := range spec.Containers {
 		c := &spec.Containers[i]
-		cs, warn, err := translateContainer(pod, c, cfg, podDir, hostIP, vols, &tr.Volumes)
+		cs, warn, err := translateContainer(pod, c, cfg, podDir, n.IP, vols, &tr.Volumes)
 		if err != nil {
 			return tr, err
 		}

@@ -54,7 +54,7 @@ func TestTranslateSpec(t *testing.T) {
 		}},
 		Env: []corev1.EnvVar{{Name: "GREETING", Value: "hello"}},
 	}
-	tr, err := translate(pod, testConfig(), "/data/pods/uid-1", "192.0.2.10")
+	tr, err := translate(pod, testConfig(), "/data/pods/uid-1", node{Name: "n1", IP: "192.0.2.10"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestTranslateSpec(t *testing.T) {
 		Labels: map[string]string{
 			api.LabelManaged: "true", api.LabelNamespace: "shop", api.LabelPod: "web-1",
 			api.LabelOwner: "ReplicaSet/web-5d9c", api.LabelUID: "uid-1", LabelGracePeriod: "5",
-			api.LabelSpecHash: tr.Hash,
+			api.LabelSpecHash: tr.Hash, LabelNode: "n1",
 		},
 		Hostname: "web-1",
 		PortMaps: []runtime.PortMapping{{HostPort: 18080, ContainerPort: 8080, Protocol: "tcp"}},
@@ -152,7 +152,7 @@ func TestTranslateEnv(t *testing.T) {
 			c := &pod.Spec.Containers[0]
 			c.Env, c.EnvFrom = tc.env, tc.envFrom
 			c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
-			tr, err := translate(pod, testConfig(), "/data/pods/uid-1", "192.0.2.10")
+			tr, err := translate(pod, testConfig(), "/data/pods/uid-1", node{Name: "n1", IP: "192.0.2.10"})
 			if tc.wantErr != "" {
 				var ce *configError
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &ce) {
@@ -245,7 +245,7 @@ func TestTranslateVolumes(t *testing.T) {
 			pod := testPod()
 			pod.Spec.Volumes = tc.volumes
 			pod.Spec.Containers[0].VolumeMounts = tc.mounts
-			tr, err := translate(pod, testConfig(), "/data/pods/uid-1", "")
+			tr, err := translate(pod, testConfig(), "/data/pods/uid-1", node{Name: "n1"})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -266,11 +266,11 @@ func TestTranslateVolumes(t *testing.T) {
 }
 
 func TestSpecHash(t *testing.T) {
-	base, err := translate(testPod(), testConfig(), "/d", "")
+	base, err := translate(testPod(), testConfig(), "/d", node{Name: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := translate(testPod(), testConfig(), "/d", "")
+	again, _ := translate(testPod(), testConfig(), "/d", node{Name: "n1"})
 	if base.Hash != again.Hash {
 		t.Fatalf("hash not stable: %s vs %s", base.Hash, again.Hash)
 	}
@@ -288,7 +288,7 @@ func TestSpecHash(t *testing.T) {
 	for name, change := range changes {
 		pod := testPod()
 		change(pod)
-		tr, err := translate(pod, testConfig(), "/d", "")
+		tr, err := translate(pod, testConfig(), "/d", node{Name: "n1"})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -300,7 +300,7 @@ func TestSpecHash(t *testing.T) {
 	pod := testPod()
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: 3}
-	if tr, _ := translate(pod, testConfig(), "/d", ""); tr.Hash != base.Hash {
+	if tr, _ := translate(pod, testConfig(), "/d", node{Name: "n1"}); tr.Hash != base.Hash {
 		t.Error("a probe or restart policy change must not replace the pod")
 	}
 }
@@ -315,7 +315,7 @@ func TestTranslateRefusesUnsupported(t *testing.T) {
 	} {
 		pod := testPod()
 		change(pod)
-		if _, err := translate(pod, testConfig(), "/d", ""); err == nil {
+		if _, err := translate(pod, testConfig(), "/d", node{Name: "n1"}); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
 	}
