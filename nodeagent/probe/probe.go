@@ -81,7 +81,6 @@ func NewProber(exec Execer) *Prober {
 		// Like the kubelet: probes check liveness, not certificates.
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // probes do not verify peers, as in Kubernetes
 		DisableKeepAlives: true,
-		Proxy:             nil,
 	}
 	return &Prober{
 		exec: exec,
