@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/containers/podman/v5/pkg/api/handlers"
+	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	dockercontainer "github.com/docker/docker/api/types/container"
 )
@@ -53,7 +56,16 @@ func (r *Runtime) Exec(ctx context.Context, containerID string, cmd []string) (i
 	var w io.Writer = out
 	attach := new(containers.ExecStartAndAttachOptions).
 		WithOutputStream(w).WithErrorStream(w).WithAttachOutput(true).WithAttachError(true)
-	if err := containers.ExecStartAndAttach(cctx, session, attach); err != nil {
+	actx, closeConns, err := r.privateConnCtx(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("exec in %s: %w", containerID, err)
+	}
+	err = containers.ExecStartAndAttach(actx, session, attach)
+	closeConns()
+	if ctx.Err() != nil {
+		return 0, out.Bytes(), fmt.Errorf("exec in %s: %w", containerID, ctx.Err())
+	}
+	if err != nil {
 		return 0, out.Bytes(), wrap(err, "exec in %s", containerID)
 	}
 
@@ -120,4 +132,85 @@ func (r *Runtime) Logs(ctx context.Context, containerID string, tail int) ([]byt
 		return nil, wrap(err, "logs of %s", containerID)
 	}
 	return []byte(b.String()), nil
+}
+
+// privateConnCtx returns a context for one ExecStartAndAttach call, with a
+// private copy of the bindings connection, and a function closing every
+// connection that copy opened. Two reasons, both in the v5 bindings:
+//   - ExecStartAndAttach replaces the connection's http.Transport with a new
+//     one wrapping the old dialer (its own comment calls this "one giant race
+//     condition"): on a shared connection that races with concurrent calls
+//     and stacks one more wrapper per exec, forever.
+//   - once upgraded, the attach stream ignores the context, so an exec that
+//     never ends (a hung probe) would block until the process exits. Closing
+//     the private connections when ctx ends unblocks it.
+func (r *Runtime) privateConnCtx(ctx context.Context) (context.Context, func(), error) {
+	shared, err := bindings.GetClient(r.conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if shared.URI == nil || shared.URI.Scheme != "unix" {
+		return nil, nil, fmt.Errorf("exec needs a unix:// connection, have %v", shared.URI)
+	}
+	tracker := &connTracker{path: shared.URI.Path}
+	private := *shared // copies the unexported fields too
+	private.Client = &http.Client{Transport: &http.Transport{DialContext: tracker.dial, DisableCompression: true}}
+	stop := context.AfterFunc(ctx, tracker.closeAll)
+	closeAll := func() {
+		stop()
+		tracker.closeAll()
+	}
+	return privateConnCtx{Context: ctx, conn: r.conn, private: &private}, closeAll, nil
+}
+
+// privateConnCtx is connCtx with the bindings connection swapped. The
+// bindings keep it under an unexported key, so it is recognised by type.
+type privateConnCtx struct {
+	context.Context
+	conn    context.Context
+	private *bindings.Connection
+}
+
+func (c privateConnCtx) Value(key any) any {
+	if v := c.conn.Value(key); v != nil {
+		if _, ok := v.(*bindings.Connection); ok {
+			return c.private
+		}
+		return v
+	}
+	return c.Context.Value(key)
+}
+
+// connTracker dials the service's unix socket and remembers every
+// connection so they can all be closed at once.
+type connTracker struct {
+	path   string
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+func (t *connTracker) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", t.path)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	t.conns = append(t.conns, c)
+	return c, nil
+}
+
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for _, c := range t.conns {
+		c.Close()
+	}
+	t.conns = nil
 }

@@ -301,3 +301,76 @@ func BenchmarkCreatePodAndStart(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListPods measures the agent's per-sync observation of ten pods
+// with two app containers each.
+func BenchmarkListPods(b *testing.B) {
+	podmantest.Require(b)
+	image := podmantest.HelloImage(b, "v1")
+	uri := podmantest.Service(b)
+	podmantest.Cleanup(b, runtimetest.SuiteLabel)
+	rt, err := podman.New(b.Context(), uri, slogDiscard(), podman.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	selector := map[string]string{runtimetest.SuiteLabelKey: runtimetest.SuiteLabelValue}
+	for i := range 10 {
+		_, err := rt.CreatePod(b.Context(), runtime.PodSpec{
+			Name:   fmt.Sprintf("bench-list-%d-%d", os.Getpid(), i),
+			Labels: selector,
+			Containers: []runtime.ContainerSpec{
+				{Name: "a", Image: image}, {Name: "b", Image: image},
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		pods, err := rt.ListPods(b.Context(), selector)
+		if err != nil || len(pods) != 10 {
+			b.Fatalf("ListPods: %d pods, %v", len(pods), err)
+		}
+	}
+}
+
+// TestExecConcurrentAndCancelled guards the private connection Exec uses:
+// concurrent execs and other calls must not disturb each other, and a hung
+// exec must end when its context does.
+func TestExecConcurrentAndCancelled(t *testing.T) {
+	e := setup(t)
+	pod := e.create(t, runtime.PodSpec{Containers: []runtime.ContainerSpec{{Name: "web", Image: e.image}}})
+	id := pod.Containers[0].ID
+	e.startAndWait(t, id)
+
+	errs := make(chan error, 16)
+	for i := range 8 {
+		go func() {
+			code, _, err := e.rt.Exec(t.Context(), id, []string{runtimetest.Binary, "exit", fmt.Sprint(i)})
+			if err == nil && code != i {
+				err = fmt.Errorf("exec exit %d returned code %d", i, code)
+			}
+			errs <- err
+		}()
+		go func() {
+			_, err := e.rt.ListPods(t.Context(), map[string]string{runtimetest.SuiteLabelKey: runtimetest.SuiteLabelValue})
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	begin := time.Now()
+	_, _, err := e.rt.Exec(ctx, id, []string{runtimetest.Binary, "hang"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Exec of a hung command with a 1 s deadline: %v, want DeadlineExceeded", err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("Exec of a hung command returned after %s, long after its 1 s deadline", took)
+	}
+}
