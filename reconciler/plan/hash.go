@@ -36,6 +36,33 @@ func PodTemplateHash(t *corev1.PodTemplateSpec, collisionCount *int32) string {
 	return rand.SafeEncodeString(fmt.Sprint(h.Sum32()))
 }
 
+// TemplateHash identifies a pod template for automatic rollback: the
+// PodTemplateHash of the template without its pod-template-hash label and
+// without collisionCount, so a Deployment's template and the template of
+// the ReplicaSet made from it hash alike.
+func TemplateHash(t *corev1.PodTemplateSpec) string {
+	if _, ok := t.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; ok {
+		c := *t
+		c.Labels = withoutLabel(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+		t = &c
+	}
+	return PodTemplateHash(t, nil)
+}
+
+// withoutLabel returns m without key k, copying only when k is present.
+func withoutLabel(m map[string]string, k string) map[string]string {
+	if _, ok := m[k]; !ok {
+		return m
+	}
+	out := make(map[string]string, len(m)-1)
+	for mk, v := range m {
+		if mk != k {
+			out[mk] = v
+		}
+	}
+	return out
+}
+
 // equalIgnoreHash is deploymentutil.EqualIgnoreHash: templates are
 // semantically equal once the pod-template-hash label is dropped from both.
 // A strict reflect.DeepEqual answers the common case (an unchanged

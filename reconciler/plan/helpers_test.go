@@ -103,6 +103,10 @@ type world struct {
 	autoReady bool
 	nodes     int
 	created   int
+	// failed persists Plan.FailedTemplates into Input.FailedTemplates,
+	// as the controller does, when autoRollback is set.
+	autoRollback bool
+	failed       map[string][]string
 }
 
 func newWorld(t testing.TB, ds ...*appsv1.Deployment) *world {
@@ -117,7 +121,7 @@ func newWorld(t testing.TB, ds ...*appsv1.Deployment) *world {
 }
 
 func (w *world) input() Input {
-	in := Input{Now: w.now, Deployments: w.deployments, Pods: w.barePods, PreviousStatus: w.prev}
+	in := Input{Now: w.now, Deployments: w.deployments, Pods: w.barePods, PreviousStatus: w.prev, FailedTemplates: w.failed}
 	for _, k := range sortedKeys(w.rs) {
 		in.ReplicaSets = append(in.ReplicaSets, w.rs[k])
 	}
@@ -192,6 +196,15 @@ func (w *world) apply(p Plan) {
 	for _, ds := range p.Deployments {
 		w.prev[key(ds.Namespace, ds.Name)] = ds.Status
 	}
+	if w.autoRollback {
+		for _, f := range p.FailedTemplates {
+			if w.failed == nil {
+				w.failed = map[string][]string{}
+			}
+			k := key(f.Namespace, f.Name)
+			w.failed[k] = append(w.failed[k], f.Hash)
+		}
+	}
 }
 
 // markReady makes a pod Running and Ready as of now.
@@ -236,9 +249,7 @@ func (w *world) converge() Plan {
 	return Plan{}
 }
 
-func empty(p Plan) bool {
-	return len(p.CreateReplicaSets)+len(p.UpdateReplicaSets)+len(p.DeleteReplicaSets)+len(p.CreatePods)+len(p.DeletePods) == 0
-}
+func empty(p Plan) bool { return p.Empty() }
 
 // rsOf returns the Deployment's live ReplicaSets, oldest revision first.
 func (w *world) rsOf(d string) []*appsv1.ReplicaSet {

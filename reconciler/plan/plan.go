@@ -53,6 +53,14 @@ type Input struct {
 	// does in Kubernetes. A missing entry means a Deployment seen for the
 	// first time.
 	PreviousStatus map[string]appsv1.DeploymentStatus
+
+	// FailedTemplates lists, per Deployment key, the TemplateHash of pod
+	// templates whose rollout failed (from Plan.FailedTemplates of earlier
+	// passes, persisted by the controller). A Deployment whose Git template
+	// is listed is rolled back to its newest ReplicaSet with an unlisted
+	// template, as `kubectl rollout undo` would do, until Git changes the
+	// template again. Nil means no automatic rollback.
+	FailedTemplates map[string][]string
 }
 
 // Plan is the outcome of one pass: the writes the controller must perform
@@ -86,14 +94,35 @@ type Plan struct {
 	// has left LivePods, since a name is only ever held by one pod).
 	DeletePods []*corev1.Pod
 
-	// Deployments holds one status per desired Deployment, in input order
-	// sorted by namespace/name.
+	// Deployments holds one status per desired Deployment, sorted by
+	// namespace/name.
 	Deployments []DeploymentStatus
 
 	// RequeueAfter is > 0 when the outcome will change with time alone (a
 	// pod reaching minReadySeconds, a progress deadline expiring): the
 	// controller should run another pass after this long.
 	RequeueAfter time.Duration
+
+	// FailedTemplates are rollouts this pass found failed: progress
+	// deadline exceeded, or a new pod crash-looping persistently, while an
+	// older template is there to return to. The controller should persist
+	// them and pass them back in Input.FailedTemplates; the next pass rolls
+	// back (RequeueAfter is set so that it comes at once).
+	FailedTemplates []FailedTemplate
+}
+
+// FailedTemplate names one failed pod template of one Deployment.
+type FailedTemplate struct {
+	Namespace, Name string
+	// Hash is TemplateHash of the Deployment's pod template.
+	Hash string
+	// Reason is the Health reason that condemned it.
+	Reason string
+}
+
+// Empty reports whether the plan writes nothing (statuses aside).
+func (p Plan) Empty() bool {
+	return len(p.CreateReplicaSets)+len(p.UpdateReplicaSets)+len(p.DeleteReplicaSets)+len(p.CreatePods)+len(p.DeletePods) == 0
 }
 
 // DeploymentStatus is what a pass concluded about one Deployment.
@@ -109,6 +138,9 @@ type DeploymentStatus struct {
 	// Health summarises Status for people; Reason says why.
 	Health Health
 	Reason string
+	// RolledBackFrom is the TemplateHash of the Git template that is being
+	// refused because it failed before; empty unless rolled back.
+	RolledBackFrom string
 }
 
 // Health is an ordered summary of a Deployment's state: a greater value is

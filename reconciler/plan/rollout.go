@@ -30,6 +30,10 @@ type deploymentSync struct {
 	found  bool      // newRS/oldRSs are resolved
 	newRS  *rsView   // the ReplicaSet whose template matches; nil if none yet
 	oldRSs []*rsView // all the others
+
+	// rolledBackFrom is the TemplateHash of Git's template when it is
+	// refused as failed and d targets an older template instead.
+	rolledBackFrom string
 }
 
 func (p *planner) syncDeployment(d *appsv1.Deployment, rsList []*rsView) DeploymentStatus {
@@ -38,6 +42,7 @@ func (p *planner) syncDeployment(d *appsv1.Deployment, rsList []*rsView) Deploym
 	sortByCreation(s.rsList)
 	prev := p.in.PreviousStatus[s.key]
 	s.status = *prev.DeepCopy()
+	s.refuseFailedTemplate()
 
 	// syncDeployment: pause bookkeeping first, then a paused Deployment or a
 	// pure replica-count change only scales; anything else rolls out.
@@ -170,7 +175,7 @@ func (s *deploymentSync) createNewRS() {
 			Namespace:         d.Namespace,
 			UID:               types.UID(s.p.names.UID()),
 			CreationTimestamp: metav1.NewTime(s.p.in.Now),
-			Labels:            withLabel(tmpl.Labels, "", ""),
+			Labels:            withLabel(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey, hash),
 			OwnerReferences:   []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
 		},
 		Spec: appsv1.ReplicaSetSpec{
@@ -198,15 +203,13 @@ func (s *deploymentSync) createNewRS() {
 	}
 }
 
-// withLabel returns a copy of m with k=v added (nothing added when k is "").
+// withLabel returns a copy of m with k=v added.
 func withLabel(m map[string]string, k, v string) map[string]string {
 	out := make(map[string]string, len(m)+1)
 	for mk, mv := range m {
 		out[mk] = mv
 	}
-	if k != "" {
-		out[k] = v
-	}
+	out[k] = v
 	return out
 }
 

@@ -16,58 +16,77 @@ import (
 // combinations, with pods that take a random number of passes to become
 // ready. After every pass it checks the two promises of a rolling update:
 // available pods >= replicas - maxUnavailable, and pods <= replicas +
-// maxSurge; and that the rollout completes.
+// maxSurge; and that the rollout completes (or, for a template that never
+// gets ready, that it is rolled back automatically under the same limits).
 func TestRollingUpdateInvariants(t *testing.T) {
 	surges := []string{"0", "1", "2", "25%", "50%", "100%"}
 	unavails := []string{"0", "1", "3", "25%", "50%", "100%"}
-	type variant struct {
-		name       string
-		minReady   int32
-		graceful   bool
-		retarget   bool // change the template again mid-rollout
-		maxReadyIn int  // pods become ready 1..maxReadyIn passes after creation
-	}
-	variants := []variant{
+	variants := []simVariant{
 		{name: "plain", maxReadyIn: 1},
 		{name: "slow pods", maxReadyIn: 4},
 		{name: "minReadySeconds", minReady: 2, maxReadyIn: 3},
 		{name: "graceful deletion", graceful: true, maxReadyIn: 3},
 		{name: "second change mid-rollout", retarget: true, maxReadyIn: 3},
+		{name: "broken template rolled back", broken: true, maxReadyIn: 2},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, v := range variants {
 		for _, replicas := range []int32{0, 1, 2, 3, 4, 5, 7, 10, 13, 20} {
+			if v.broken && replicas == 0 {
+				continue // nothing can fail with no pods
+			}
 			for _, s := range surges {
 				for _, u := range unavails {
 					if s == "0" && u == "0" {
 						continue // rejected by validation
 					}
 					name := fmt.Sprintf("%s/r%d/s%s/u%s", v.name, replicas, s, u)
-					simulateRollout(t, name, rng, replicas, s, u, v.minReady, v.graceful, v.retarget, v.maxReadyIn)
+					simulateRollout(t, name, rng, replicas, s, u, v)
 				}
 			}
 		}
 	}
 }
 
-func simulateRollout(t *testing.T, name string, rng *rand.Rand, replicas int32, surge, unavail string, minReadySec int32, graceful, retarget bool, maxReadyIn int) {
+// simVariant shapes one family of simulated rollouts.
+type simVariant struct {
+	name       string
+	minReady   int32
+	graceful   bool // deleted pods linger one pass
+	retarget   bool // change the template again mid-rollout
+	broken     bool // the new template never gets ready: expect an automatic rollback
+	maxReadyIn int  // pods become ready 1..maxReadyIn passes after creation
+}
+
+func simulateRollout(t *testing.T, name string, rng *rand.Rand, replicas int32, surge, unavail string, v simVariant) {
 	t.Helper()
-	d := deployment("web", replicas, "img:v1", rolling(surge, unavail), minReady(minReadySec))
+	dl := int32(600)
+	if v.broken {
+		dl = 5 // fail fast: the broken template is condemned after 5 passes without progress
+	}
+	d := deployment("web", replicas, "img:v1", rolling(surge, unavail), minReady(v.minReady), deadline(dl))
 	w := newWorld(t, d)
 	w.autoReady = true
+	w.autoRollback = true
 	for i := 0; i < 20; i++ { // converge, letting minReadySeconds pass
 		w.step()
-		w.now = w.now.Add(time.Duration(minReadySec+1) * time.Second)
+		w.now = w.now.Add(time.Duration(v.minReady+1) * time.Second)
 	}
 	w.autoReady = false
-	w.graceful = graceful
+	w.graceful = v.graceful
 	w.deployments = []*appsv1.Deployment{withImage(d, "img:v2")}
-	final := "img:v2"
+	final, finalRevision := "img:v2", int64(2)
+	switch {
+	case v.broken:
+		final, finalRevision = "img:v1", 3
+	case v.retarget:
+		finalRevision = 3
+	}
 	maxS, maxU := maxSurge(d), maxUnavailable(d)
 
 	readyAt := map[string]int{} // pod key -> pass at which it turns ready
 	for pass := 0; pass < 300; pass++ {
-		if retarget && pass == 3 {
+		if v.retarget && pass == 3 {
 			w.deployments = []*appsv1.Deployment{withImage(d, "img:v3")}
 			final = "img:v3"
 		}
@@ -81,7 +100,10 @@ func simulateRollout(t *testing.T, name string, rng *rand.Rand, replicas int32, 
 		}
 		p := w.step()
 		for _, pod := range p.CreatePods {
-			readyAt[key(pod.Namespace, pod.Name)] = pass + 1 + rng.IntN(maxReadyIn)
+			if v.broken && pod.Spec.Containers[0].Image == "img:v2" {
+				continue // never ready
+			}
+			readyAt[key(pod.Namespace, pod.Name)] = pass + 1 + rng.IntN(v.maxReadyIn)
 		}
 		if len(p.CreateReplicaSets) > 1 {
 			t.Fatalf("%s pass %d: %d ReplicaSets created in one pass", name, pass, len(p.CreateReplicaSets))
@@ -93,7 +115,7 @@ func simulateRollout(t *testing.T, name string, rng *rand.Rand, replicas int32, 
 				continue
 			}
 			total++
-			if isAvailable(pod, minReadySec, w.now) {
+			if isAvailable(pod, v.minReady, w.now) {
 				available++
 			}
 			if pod.Spec.Containers[0].Image == final {
@@ -107,10 +129,13 @@ func simulateRollout(t *testing.T, name string, rng *rand.Rand, replicas int32, 
 			t.Fatalf("%s pass %d: %d available < replicas %d - maxUnavailable %d", name, pass, available, replicas, maxU)
 		}
 		ds := statusOf(p, "web")
-		if (!retarget || pass >= 3) && ds.Health == HealthHealthy && onFinal == replicas && total == replicas {
-			if (retarget && ds.Revision != 3) || (!retarget && ds.Revision != 2) {
-				t.Fatalf("%s: finished at revision %d", name, ds.Revision)
-			}
+		done := onFinal == replicas && total == replicas && ds.Revision == finalRevision
+		if v.broken {
+			done = done && ds.RolledBackFrom != "" && ds.Status.AvailableReplicas == replicas
+		} else {
+			done = done && ds.Health == HealthHealthy
+		}
+		if done && (!v.retarget || pass >= 3) {
 			return
 		}
 		w.now = w.now.Add(time.Second)

@@ -227,6 +227,12 @@ func (s *deploymentSync) report() DeploymentStatus {
 		}
 	}
 	ds.Health, ds.Reason = s.health()
+	if s.rolledBackFrom != "" {
+		ds.RolledBackFrom = s.rolledBackFrom
+		ds.Health = HealthDegraded
+		ds.Reason = fmt.Sprintf("RolledBack: pod template %s from Git failed; running revision %d instead (%s)", s.rolledBackFrom, ds.Revision, ds.Reason)
+	}
+	s.reportFailure()
 	for _, rv := range s.rsList {
 		for _, pod := range rv.pods {
 			s.p.observeRequeue(untilAvailable(pod, rv.rs.Spec.MinReadySeconds, s.p.in.Now))

@@ -76,10 +76,12 @@ func TestProgressConditionsAndDeadline(t *testing.T) {
 			want{corev1.ConditionTrue, ReasonReplicaSetUpdated, tStart.Add(time.Second), HealthProgressing, 61 * time.Second}},
 		{"no progress: clock keeps running", 30 * time.Second, nil,
 			want{corev1.ConditionTrue, ReasonReplicaSetUpdated, tStart.Add(time.Second), HealthProgressing, 31 * time.Second}},
+		// Timed out: the template is reported failed, with an immediate
+		// requeue for the rollback (not fed back here).
 		{"deadline passed", 31 * time.Second, nil,
-			want{corev1.ConditionFalse, ReasonProgressDeadlineExceeded, tStart.Add(62 * time.Second), HealthDegraded, 0}},
+			want{corev1.ConditionFalse, ReasonProgressDeadlineExceeded, tStart.Add(62 * time.Second), HealthDegraded, requeueSlack}},
 		{"stays timed out", 100 * time.Second, nil,
-			want{corev1.ConditionFalse, ReasonProgressDeadlineExceeded, tStart.Add(62 * time.Second), HealthDegraded, 0}},
+			want{corev1.ConditionFalse, ReasonProgressDeadlineExceeded, tStart.Add(62 * time.Second), HealthDegraded, requeueSlack}},
 		{"a pod becomes ready: progressing again", 10 * time.Second, func() { w.readyAll() },
 			want{corev1.ConditionTrue, ReasonReplicaSetUpdated, tStart.Add(172 * time.Second), HealthProgressing, 61 * time.Second}},
 	}
@@ -114,6 +116,9 @@ func TestProgressConditionsAndDeadline(t *testing.T) {
 		}
 		if ds.Health == HealthDegraded && !strings.HasPrefix(ds.Reason, `ProgressDeadlineExceeded: ReplicaSet "web-`) {
 			t.Fatalf("%s: reason %q", s.name, ds.Reason)
+		}
+		if failed := len(p.FailedTemplates) == 1; failed != (ds.Health == HealthDegraded) {
+			t.Fatalf("%s: FailedTemplates %v with health %s", s.name, p.FailedTemplates, ds.Health)
 		}
 	}
 }
