@@ -327,3 +327,23 @@ func TestEqualIgnoreHash(t *testing.T) {
 		t.Fatal("empty label map vs hash-only labels must be equal")
 	}
 }
+
+func TestBarePodSpecHash(t *testing.T) {
+	base := barePod("solo", "img:v1")
+	annotated := base.DeepCopy()
+	annotated.Annotations = map[string]string{"note": "x"}
+	withOwnHash := annotated.DeepCopy()
+	withOwnHash.Annotations[api.LabelSpecHash] = "stale"
+	relabelled := base.DeepCopy()
+	relabelled.Labels["tier"] = "web"
+	h := barePodSpecHash(base)
+	if barePodSpecHash(annotated) == h || barePodSpecHash(relabelled) == h {
+		t.Fatal("annotation and label changes must change the spec hash (pods are replaced, not patched)")
+	}
+	if barePodSpecHash(withOwnHash) != barePodSpecHash(annotated) {
+		t.Fatal("berth's own spec-hash annotation must not feed the hash")
+	}
+	if barePodSpecHash(base.DeepCopy()) != h {
+		t.Fatal("hash must be stable")
+	}
+}

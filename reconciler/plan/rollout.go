@@ -48,11 +48,11 @@ func (p *planner) syncDeployment(d *appsv1.Deployment, rsList []*rsView) Deploym
 	// pure replica-count change only scales; anything else rolls out.
 	s.checkPausedConditions()
 	switch {
-	case d.Spec.Paused:
+	case s.d.Spec.Paused:
 		s.sync()
 	case s.isScalingEvent():
 		s.sync()
-	case d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType:
+	case s.d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType:
 		s.rolloutRecreate()
 	default:
 		s.rolloutRolling()

@@ -177,3 +177,33 @@ func TestNoProgressDeadline(t *testing.T) {
 		t.Fatalf("RequeueAfter %v", p.RequeueAfter)
 	}
 }
+
+// TestFoundNewReplicaSet: a Deployment met with its ReplicaSet already in
+// place and no Progressing condition recorded starts its progress clock
+// with FoundNewReplicaSet.
+func TestFoundNewReplicaSet(t *testing.T) {
+	w := newWorld(t, deployment("web", 2, "img:v1"))
+	w.step() // a ReplicaSet and 2 pods that never get ready
+	// Same counts as now (no progress), but no conditions.
+	w.prev = map[string]appsv1.DeploymentStatus{"default/web": {Replicas: 2, UpdatedReplicas: 2}}
+	c := cond(statusOf(w.compute(), "web"), appsv1.DeploymentProgressing)
+	if c.Status != corev1.ConditionTrue || c.Reason != ReasonFoundNewReplicaSet || !c.LastUpdateTime.Time.Equal(w.now) {
+		t.Fatalf("Progressing %+v, want FoundNewReplicaSet now", c)
+	}
+}
+
+// TestMinReadySecondsChangeUpdatesReplicaSet: minReadySeconds is not part
+// of the template, so changing it updates the current ReplicaSet.
+func TestMinReadySecondsChangeUpdatesReplicaSet(t *testing.T) {
+	d := deployment("web", 2, "img:v1")
+	w := newWorld(t, d)
+	w.autoReady = true
+	w.converge()
+	changed := d.DeepCopy()
+	changed.Spec.MinReadySeconds = 7
+	w.deployments = []*appsv1.Deployment{changed}
+	p := w.compute()
+	if len(p.CreateReplicaSets) != 0 || len(p.UpdateReplicaSets) != 1 || p.UpdateReplicaSets[0].Spec.MinReadySeconds != 7 {
+		t.Fatalf("minReadySeconds change: %+v", p)
+	}
+}
