@@ -199,20 +199,28 @@ func translate(pod *corev1.Pod, cfg configIndex, podDir string, n node) (transla
 			})
 		}
 	}
-	tr.Hash = specHash(tr.Spec, tr.Volumes)
+	tr.Hash = specHash(pod)
 	tr.Spec.Labels[api.LabelSpecHash] = tr.Hash
 	return tr, nil
 }
 
-// specHash digests everything that shapes the Podman pod, so a change to
-// any of it (image, env, volume content, ports) replaces the pod.
-func specHash(spec runtime.PodSpec, vols []volumePlan) string {
-	b, err := json.Marshal(struct {
-		Spec    runtime.PodSpec
-		Volumes []volumePlan
-	}{spec, vols})
+// specHash digests the pod spec as written, so a change to anything that
+// shapes the Podman pod (image, env, volumes, ports) replaces the pod. Like
+// a Kubernetes pod, it does not follow the content of the ConfigMaps and
+// Secrets it references: a Deployment rolls on such a change (the controller
+// puts a digest of that content in the template), and rewriting a running
+// pod behind the rollout's back would break its availability budget.
+// Probes and the restart policy are the agent's business, not Podman's.
+func specHash(pod *corev1.Pod) string {
+	spec := pod.Spec.DeepCopy()
+	spec.RestartPolicy = ""
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		c.LivenessProbe, c.ReadinessProbe, c.StartupProbe = nil, nil, nil
+	}
+	b, err := json.Marshal(spec)
 	if err != nil {
-		// Plain structs of strings, numbers and bytes always marshal.
+		// A decoded PodSpec always marshals.
 		panic(fmt.Sprintf("spec hash: %v", err))
 	}
 	sum := sha256.Sum256(b)

@@ -296,6 +296,17 @@ func TestSpecHash(t *testing.T) {
 			t.Errorf("changing the %s does not change the spec hash", name)
 		}
 	}
+	// ConfigMap content rolls Deployments through the controller; a running
+	// pod must not be replaced behind the rollout's back.
+	cfg := testConfig()
+	for k, cm := range cfg.configMaps {
+		changed := cm.DeepCopy()
+		changed.Data = map[string]string{"changed": "yes"}
+		cfg.configMaps[k] = changed
+	}
+	if tr, _ := translate(testPod(), cfg, "/d", node{Name: "n1"}); tr.Hash != base.Hash {
+		t.Error("a ConfigMap content change must not replace a running pod")
+	}
 	// Probes and the restart policy are the agent's business, not Podman's.
 	pod := testPod()
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ const maxDebounceFactor = 10
 type dirSource struct {
 	logger   *slog.Logger
 	dir      string // absolute: the folder joined with the sub-path
+	sub      string // the sub-path, prefixed to every file's Path
 	display  string
 	debounce time.Duration
 
@@ -54,6 +56,7 @@ func newDirSource(folder string, spec Spec, logger *slog.Logger) (*dirSource, er
 	}
 	s := &dirSource{
 		dir:      filepath.Join(abs, filepath.FromSlash(spec.Path)),
+		sub:      spec.Path,
 		display:  describe(abs, "", spec.Path),
 		debounce: spec.Debounce,
 	}
@@ -76,6 +79,11 @@ func (s *dirSource) Fetch(ctx context.Context) (Revision, error) {
 	files, newest, err := readFolder(ctx, s.dir)
 	if err != nil {
 		return Revision{}, fmt.Errorf("folder %s: %w", s.display, err)
+	}
+	if s.sub != "" {
+		for i := range files {
+			files[i].Path = path.Join(s.sub, files[i].Path)
+		}
 	}
 	return Revision{ID: "dir:" + digestFiles(files), Time: newest, Files: files}, nil
 }

@@ -71,9 +71,9 @@ func TestDirFetch(t *testing.T) {
 
 	src := openDir(t, Spec{Repo: root, Path: "apps"})
 	rev := mustFetch(t, src)
-	assertPaths(t, rev, "b.yml", "deep/c.json", "link.yaml")
-	if fileMap(rev)["link.yaml"] != "linked\n" {
-		t.Errorf("link.yaml = %q, want the link target's content", fileMap(rev)["link.yaml"])
+	assertPaths(t, rev, "apps/b.yml", "apps/deep/c.json", "apps/link.yaml")
+	if fileMap(rev)["apps/link.yaml"] != "linked\n" {
+		t.Errorf("link.yaml = %q, want the link target's content", fileMap(rev)["apps/link.yaml"])
 	}
 	if !strings.HasPrefix(rev.ID, "dir:") || len(rev.ID) != len("dir:")+64 {
 		t.Errorf("ID = %q, want dir:<sha256>", rev.ID)
@@ -89,8 +89,9 @@ func TestDirFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := paths(Revision{Files: files}); !slices.Equal(got, paths(rev)) {
-		t.Errorf("ReadDir = %q, want %q like Fetch", got, paths(rev))
+	// ReadDir reads the folder it is given: paths are relative to it.
+	if got, want := paths(Revision{Files: files}), []string{"b.yml", "deep/c.json", "link.yaml"}; !slices.Equal(got, want) {
+		t.Errorf("ReadDir = %q, want %q", got, want)
 	}
 	if _, err := ReadDir(filepath.Join(root, "a.yaml")); err == nil {
 		t.Errorf("ReadDir of a file succeeded")
@@ -112,7 +113,7 @@ func TestDirFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	renamed := mustFetch(t, src)
-	assertPaths(t, renamed, "b2.yml", "deep/c.json", "link.yaml")
+	assertPaths(t, renamed, "apps/b2.yml", "apps/deep/c.json", "apps/link.yaml")
 }
 
 func TestDirMissingPath(t *testing.T) {

@@ -426,7 +426,9 @@ func (s *gitSource) read(ctx context.Context, repo *git.Repository, head plumbin
 		previous = s.last.blobs
 	}
 	w := treeWalker{repo: repo, previous: previous, blobs: make(map[plumbing.Hash][]byte)}
-	if err := w.walk(ctx, tree, ""); err != nil {
+	// Paths stay relative to the repository root, so a diagnostic names
+	// the file as the user sees it in their repository.
+	if err := w.walk(ctx, tree, s.sub); err != nil {
 		return nil, fmt.Errorf("git %s: commit %s: %w", s.display, head, err)
 	}
 	slices.SortFunc(w.files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })

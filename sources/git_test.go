@@ -145,7 +145,8 @@ func TestGitSubPath(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			src := openGit(t, Spec{Repo: r.url(), Path: path})
 			rev := mustFetch(t, src)
-			assertPaths(t, rev, "app.yaml", "db/db.yaml")
+			// Paths stay relative to the repository root.
+			assertPaths(t, rev, "deploy/prod/app.yaml", "deploy/prod/db/db.yaml")
 			if !strings.Contains(src.String(), "path deploy/prod") {
 				t.Errorf("String() = %q, want the path in it", src.String())
 			}

@@ -20,7 +20,8 @@ import (
 
 // File is one manifest file of a Revision.
 type File struct {
-	// Path is relative to the configured sub-path and slash-separated.
+	// Path is relative to the repository (or folder) root, sub-path
+	// included, and slash-separated.
 	Path string
 	// Data is the file's content. It may be shared with other Revisions of
 	// the same source (unchanged files are not re-read), so treat it as

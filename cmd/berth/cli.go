@@ -1,0 +1,438 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"berth.dev/berth/api"
+	"berth.dev/berth/api/client"
+)
+
+func (g *globalFlags) client() *client.Client { return client.New(g.server, nil) }
+
+func withTimeout(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), client.DefaultTimeout)
+}
+
+func newStatusCommand(g *globalFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the applied revision, sync state and every Deployment's rollout",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			s, err := g.client().Status(ctx)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				return printJSON(cmd.OutOrStdout(), s)
+			case "":
+				printStatus(cmd.OutOrStdout(), s, time.Now())
+				return nil
+			default:
+				return fmt.Errorf("--output %q: want json or nothing", output)
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func printStatus(w io.Writer, s api.Status, now time.Time) {
+	fmt.Fprintf(w, "Source:    %s\n", s.Source)
+	if s.Applied != nil {
+		fmt.Fprintf(w, "Revision:  %s %s\n", short(s.Applied.ID), s.Applied.Subject)
+		if s.Applied.Author != "" {
+			fmt.Fprintf(w, "           by %s, %s\n", s.Applied.Author, s.Applied.Time.Local().Format(time.RFC3339))
+		}
+	} else {
+		fmt.Fprintf(w, "Revision:  (none applied yet)\n")
+	}
+	if s.Head != nil && (s.Applied == nil || s.Head.ID != s.Applied.ID) {
+		fmt.Fprintf(w, "Head:      %s %s (not applied)\n", short(s.Head.ID), s.Head.Subject)
+	}
+	fmt.Fprintf(w, "Sync:      %s\n", s.Sync)
+	if !s.LastFetch.IsZero() {
+		fmt.Fprintf(w, "Fetched:   %s ago\n", age(s.LastFetch, now))
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "Error:     %s\n", indent(s.LastError, "           "))
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "Warning:   %s\n", warn)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "DEPLOYMENT\tDESIRED\tUPDATED\tREADY\tAVAILABLE\tREVISION\tHEALTH\tREASON")
+	for _, d := range s.Deployments {
+		fmt.Fprintf(tw, "%s/%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", d.Namespace, d.Name, d.Desired, d.Updated, d.Ready, d.Available, d.Revision, d.Health, d.Reason)
+	}
+	tw.Flush()
+	if len(s.Nodes) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSTATUS\tPODS\tLAST HEARTBEAT")
+		for _, n := range s.Nodes {
+			st := "Ready"
+			if !n.Ready {
+				st = "NotReady"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s ago\n", n.Name, st, n.Pods, age(n.LastHeartbeat, now))
+		}
+		tw.Flush()
+	}
+}
+
+func newSyncCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sync",
+		Short: "Fetch the source now and apply its newest revision",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			res, err := g.client().Sync(ctx)
+			if err != nil {
+				return err
+			}
+			if res.Applied != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "applied %s %s\n", short(res.Applied.ID), res.Applied.Subject)
+			}
+			if res.Error != "" {
+				return fmt.Errorf("%s", res.Error)
+			}
+			return nil
+		},
+	}
+}
+
+func newHistoryCommand(g *globalFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List the revisions berth has seen, with their outcome",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			h, err := g.client().History(ctx)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), h)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tREVISION\tOUTCOME\tSUBJECT\tMESSAGE")
+			for _, e := range h {
+				msg, _, _ := strings.Cut(e.Message, "\n")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), short(e.Revision.ID), e.Outcome, e.Revision.Subject, msg)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+type getOptions struct {
+	namespace     string
+	allNamespaces bool
+	output        string
+}
+
+func newGetCommand(g *globalFlags) *cobra.Command {
+	o := &getOptions{}
+	cmd := &cobra.Command{
+		Use:   "get pods|deployments|replicasets|configmaps|secrets",
+		Short: "List objects the way kubectl does",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resource, ok := resourceAliases[args[0]]
+			if !ok {
+				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, configmaps or secrets", args[0])
+			}
+			switch o.output {
+			case "", "wide", "json", "yaml":
+			default:
+				return fmt.Errorf("--output %q: want wide, json or yaml", o.output)
+			}
+			ns := o.namespace
+			if o.allNamespaces {
+				ns = ""
+			}
+			ctx, cancel := withTimeout(cmd)
+			defer cancel()
+			return getResource(ctx, g.client(), cmd.OutOrStdout(), resource, ns, o, time.Now())
+		},
+	}
+	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace")
+	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "list objects in every namespace")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml")
+	return cmd
+}
+
+var resourceAliases = map[string]string{
+	"pod": "pods", "pods": "pods", "po": "pods",
+	"deployment": "deployments", "deployments": "deployments", "deploy": "deployments",
+	"replicaset": "replicasets", "replicasets": "replicasets", "rs": "replicasets",
+	"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
+	"secret": "secrets", "secrets": "secrets",
+}
+
+func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, ns string, o *getOptions, now time.Time) error {
+	var (
+		items  any
+		header []string
+		rows   func() [][]string
+	)
+	wide := o.output == "wide"
+	switch resource {
+	case "pods":
+		var pods []corev1.Pod
+		items = &pods
+		header = []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}
+		if wide {
+			header = append(header, "IP", "NODE")
+		}
+		rows = func() [][]string {
+			var out [][]string
+			for _, p := range pods {
+				row := []string{p.Namespace, p.Name, podReadyCount(p), podStatusText(p), podRestarts(p), age(p.CreationTimestamp.Time, now)}
+				if wide {
+					row = append(row, orNone(p.Status.PodIP), orNone(p.Spec.NodeName))
+				}
+				out = append(out, row)
+			}
+			return out
+		}
+	case "deployments":
+		var ds []appsv1.Deployment
+		items = &ds
+		header = []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}
+		if wide {
+			header = append(header, "CONTAINERS", "IMAGES", "SELECTOR")
+		}
+		rows = func() [][]string {
+			var out [][]string
+			for _, d := range ds {
+				row := []string{d.Namespace, d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, replicas(d.Spec.Replicas)),
+					fmt.Sprint(d.Status.UpdatedReplicas), fmt.Sprint(d.Status.AvailableReplicas), age(d.CreationTimestamp.Time, now)}
+				if wide {
+					names, images := containerColumns(d.Spec.Template.Spec)
+					row = append(row, names, images, selectorText(d.Spec.Selector.MatchLabels))
+				}
+				out = append(out, row)
+			}
+			return out
+		}
+	case "replicasets":
+		var rss []appsv1.ReplicaSet
+		items = &rss
+		header = []string{"NAME", "DESIRED", "CURRENT", "READY", "AGE"}
+		if wide {
+			header = append(header, "CONTAINERS", "IMAGES", "SELECTOR")
+		}
+		rows = func() [][]string {
+			var out [][]string
+			for _, rs := range rss {
+				row := []string{rs.Namespace, rs.Name, fmt.Sprint(replicas(rs.Spec.Replicas)), fmt.Sprint(rs.Status.Replicas),
+					fmt.Sprint(rs.Status.ReadyReplicas), age(rs.CreationTimestamp.Time, now)}
+				if wide {
+					names, images := containerColumns(rs.Spec.Template.Spec)
+					row = append(row, names, images, selectorText(rs.Spec.Selector.MatchLabels))
+				}
+				out = append(out, row)
+			}
+			return out
+		}
+	case "configmaps":
+		var cms []corev1.ConfigMap
+		items = &cms
+		header = []string{"NAME", "DATA", "AGE"}
+		rows = func() [][]string {
+			var out [][]string
+			for _, cm := range cms {
+				out = append(out, []string{cm.Namespace, cm.Name, fmt.Sprint(len(cm.Data) + len(cm.BinaryData)), age(cm.CreationTimestamp.Time, now)})
+			}
+			return out
+		}
+	case "secrets":
+		var ss []corev1.Secret
+		items = &ss
+		header = []string{"NAME", "TYPE", "DATA", "AGE"}
+		rows = func() [][]string {
+			var out [][]string
+			for _, s := range ss {
+				out = append(out, []string{s.Namespace, s.Name, string(s.Type), fmt.Sprint(len(s.Data)), age(s.CreationTimestamp.Time, now)})
+			}
+			return out
+		}
+	}
+	if err := c.List(ctx, resource, ns, items); err != nil {
+		return err
+	}
+	switch o.output {
+	case "json", "yaml":
+		list := map[string]any{"apiVersion": "v1", "kind": "List", "items": items}
+		if o.output == "json" {
+			return printJSON(w, list)
+		}
+		data, err := yaml.Marshal(list)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	all := rows()
+	if len(all) == 0 {
+		if ns == "" {
+			fmt.Fprintf(os.Stderr, "No resources found\n")
+		} else {
+			fmt.Fprintf(os.Stderr, "No resources found in %s namespace.\n", ns)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	if ns == "" {
+		header = append([]string{"NAMESPACE"}, header...)
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, row := range all {
+		if ns != "" {
+			row = row[1:] // namespace column only with -A
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
+}
+
+func podReadyCount(p corev1.Pod) string {
+	ready := 0
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Ready {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+}
+
+// podStatusText is kubectl's STATUS column: a waiting or terminated reason
+// beats the phase.
+func podStatusText(p corev1.Pod) string {
+	if p.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	reason := string(p.Status.Phase)
+	if p.Status.Reason != "" {
+		reason = p.Status.Reason
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+			reason = cs.State.Waiting.Reason
+		case cs.State.Terminated != nil && cs.State.Terminated.Reason != "":
+			reason = cs.State.Terminated.Reason
+		}
+	}
+	if reason == "" {
+		reason = "Pending"
+	}
+	return reason
+}
+
+func podRestarts(p corev1.Pod) string {
+	n := int32(0)
+	for _, cs := range p.Status.ContainerStatuses {
+		n += cs.RestartCount
+	}
+	return fmt.Sprint(n)
+}
+
+func containerColumns(spec corev1.PodSpec) (names, images string) {
+	var n, i []string
+	for _, c := range spec.Containers {
+		n = append(n, c.Name)
+		i = append(i, c.Image)
+	}
+	return strings.Join(n, ","), strings.Join(i, ",")
+}
+
+func selectorText(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+// age formats a duration the way kubectl does: 45s, 12m, 5h, 3d.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func indent(s, prefix string) string { return strings.ReplaceAll(s, "\n", "\n"+prefix) }
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"context"
+	"reflect"
+	"time"
+
+	"berth.dev/berth/api"
+)
+
+// longPollTimeout bounds how long an assignment request is held open, so
+// proxies and idle timeouts never cut it first.
+const longPollTimeout = 30 * time.Second
+
+// Report records a node's report (which is also its heartbeat) and wakes the
+// planner when any pod's status changed.
+func (c *Controller) Report(ctx context.Context, r api.NodeReport) error {
+	c.mu.Lock()
+	now := c.cfg.Now()
+	n, known := c.nodes[r.Node]
+	if !known {
+		n = &nodeState{statuses: map[string]api.PodReport{}}
+		c.nodes[r.Node] = n
+		c.log.Info("node registered", "node", r.Node, "addresses", r.Addresses)
+	}
+	wasReady := known && now.Sub(n.lastSeen) <= c.cfg.NodeGrace
+	n.report = r
+	n.report.Pods = nil // kept by UID below
+	n.lastSeen = now
+
+	changed := !wasReady
+	seen := make(map[string]bool, len(r.Pods))
+	for _, p := range r.Pods {
+		seen[p.UID] = true
+		if prev, ok := n.statuses[p.UID]; !ok || !reflect.DeepEqual(prev.Status, p.Status) {
+			changed = true
+		}
+		n.statuses[p.UID] = p
+	}
+	for uid := range n.statuses {
+		if !seen[uid] {
+			delete(n.statuses, uid)
+			changed = true
+		}
+	}
+	for uid, p := range c.terminating {
+		if p.Spec.NodeName == r.Node && !seen[uid] {
+			delete(c.terminating, uid) // the agent has finished with it
+			changed = true
+		}
+	}
+	if !known {
+		c.rebuildAssignmentsLocked()
+	}
+	c.mu.Unlock()
+	if changed {
+		c.Kick()
+	}
+	return nil
+}
+
+// Assignment returns the node's assignment once its generation is newer than
+// after, waiting up to longPollTimeout (then it returns the current one).
+func (c *Controller) Assignment(ctx context.Context, node string, after int64) (api.Assignment, error) {
+	timeout := time.NewTimer(longPollTimeout)
+	defer timeout.Stop()
+	for {
+		c.mu.Lock()
+		a := c.assignments[node]
+		wake := c.changed
+		c.mu.Unlock()
+		if a != nil && a.Generation > after {
+			return *a, nil
+		}
+		select {
+		case <-wake:
+		case <-timeout.C:
+			if a == nil {
+				return api.Assignment{Node: node, Generation: after}, nil
+			}
+			return *a, nil
+		case <-ctx.Done():
+			return api.Assignment{}, ctx.Err()
+		}
+	}
+}

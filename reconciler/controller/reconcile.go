@@ -1,0 +1,461 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"reflect"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"berth.dev/berth/api"
+	"berth.dev/berth/reconciler/manifest"
+	"berth.dev/berth/reconciler/plan"
+	"berth.dev/berth/reconciler/store"
+)
+
+// resyncPeriod bounds how long the controller goes without a pass, so
+// time-based conditions and anything missed are picked up.
+const resyncPeriod = 5 * time.Second
+
+func (c *Controller) reconcileLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-timer.C:
+		}
+		next := c.reconcile(ctx)
+		if next <= 0 || next > resyncPeriod {
+			next = resyncPeriod
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// reconcile runs one planning pass and executes it. It returns when the next
+// pass is due for time-based reasons.
+func (c *Controller) reconcile(ctx context.Context) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.desired == nil {
+		// Never plan from an empty desired state: that would delete
+		// everything running while the source is still unreachable.
+		return 0
+	}
+	now := c.cfg.Now()
+	if waiting := c.unreportedNodesLocked(now); len(waiting) > 0 {
+		// After a restart, pods look unready until their node reports;
+		// planning before that would tear healthy pods down.
+		c.log.Debug("waiting for nodes to report before planning", "nodes", waiting)
+		return time.Second
+	}
+
+	in := plan.Input{
+		Now:            now,
+		Deployments:    withConfigDigest(c.desired),
+		Pods:           c.desired.Pods,
+		ReplicaSets:    mapValues(c.replicaSets),
+		LivePods:       c.livePodsLocked(),
+		PreviousStatus: map[string]appsv1.DeploymentStatus{},
+	}
+	for k, s := range c.deployments {
+		in.PreviousStatus[k] = s.Status
+	}
+	p := plan.Compute(in, c.cfg.Names)
+
+	var b store.Batch
+	for _, rs := range p.CreateReplicaSets {
+		b.Put(store.ReplicaSets, objKey(rs.Namespace, rs.Name), rs)
+	}
+	for _, rs := range p.UpdateReplicaSets {
+		b.Put(store.ReplicaSets, objKey(rs.Namespace, rs.Name), rs)
+	}
+	for _, rs := range p.DeleteReplicaSets {
+		b.Delete(store.ReplicaSets, objKey(rs.Namespace, rs.Name))
+	}
+	for _, pod := range p.DeletePods {
+		b.Delete(store.Pods, objKey(pod.Namespace, pod.Name))
+	}
+	load := c.nodeLoadLocked()
+	for _, pod := range p.DeletePods {
+		if n := pod.Spec.NodeName; n != "" {
+			load[n]--
+		}
+	}
+	for _, pod := range p.CreatePods {
+		pod.Spec.NodeName = c.pickNodeLocked(now, load)
+		if pod.Spec.NodeName != "" {
+			load[pod.Spec.NodeName]++
+		}
+		b.Put(store.Pods, objKey(pod.Namespace, pod.Name), stripStatus(pod))
+	}
+	// Unbound pods from earlier passes get another chance at a node.
+	var bound []*corev1.Pod
+	for _, pod := range c.pods {
+		if pod.Spec.NodeName != "" {
+			continue
+		}
+		if node := c.pickNodeLocked(now, load); node != "" {
+			cp := pod.DeepCopy()
+			cp.Spec.NodeName = node
+			load[node]++
+			bound = append(bound, cp)
+			b.Put(store.Pods, objKey(cp.Namespace, cp.Name), cp)
+		}
+	}
+	statusChanged := map[string]plan.DeploymentStatus{}
+	desiredDeployments := map[string]bool{}
+	for _, ds := range p.Deployments {
+		k := objKey(ds.Namespace, ds.Name)
+		desiredDeployments[k] = true
+		if prev, ok := c.deployments[k]; !ok || !reflect.DeepEqual(prev.Status, ds.Status) || prev.Health != ds.Health || prev.Reason != ds.Reason || prev.Revision != ds.Revision {
+			statusChanged[k] = ds
+			b.Put(store.DeploymentStatus, k, ds)
+		}
+	}
+	for k := range c.deployments {
+		if !desiredDeployments[k] {
+			b.Delete(store.DeploymentStatus, k)
+		}
+	}
+	if err := c.cfg.Store.Write(ctx, &b); err != nil {
+		// Nothing changed in memory either: the next pass plans again.
+		c.log.Error("persist plan; will retry", "err", err)
+		return time.Second
+	}
+
+	for _, rs := range append(p.CreateReplicaSets, p.UpdateReplicaSets...) {
+		c.replicaSets[objKey(rs.Namespace, rs.Name)] = rs
+	}
+	for _, rs := range p.DeleteReplicaSets {
+		delete(c.replicaSets, objKey(rs.Namespace, rs.Name))
+	}
+	for _, pod := range p.DeletePods {
+		k := objKey(pod.Namespace, pod.Name)
+		if live, ok := c.pods[k]; ok && live.Spec.NodeName != "" {
+			gone := live.DeepCopy()
+			ts := metav1.NewTime(now)
+			gone.DeletionTimestamp = &ts
+			c.terminating[string(gone.UID)] = gone
+		}
+		delete(c.pods, k)
+	}
+	for _, pod := range p.CreatePods {
+		c.pods[objKey(pod.Namespace, pod.Name)] = stripStatus(pod)
+	}
+	for _, pod := range bound {
+		c.pods[objKey(pod.Namespace, pod.Name)] = pod
+	}
+	for k, ds := range statusChanged {
+		c.deployments[k] = ds
+	}
+	for k := range c.deployments {
+		if !desiredDeployments[k] {
+			delete(c.deployments, k)
+		}
+	}
+	if n := len(p.CreatePods) + len(p.DeletePods) + len(p.CreateReplicaSets) + len(p.UpdateReplicaSets) + len(p.DeleteReplicaSets); n > 0 {
+		c.log.Info("plan executed",
+			"createPods", len(p.CreatePods), "deletePods", len(p.DeletePods),
+			"createReplicaSets", len(p.CreateReplicaSets), "updateReplicaSets", len(p.UpdateReplicaSets),
+			"deleteReplicaSets", len(p.DeleteReplicaSets))
+	}
+	c.rebuildAssignmentsLocked()
+	return p.RequeueAfter
+}
+
+// unreportedNodesLocked lists nodes that hold pods but have not reported
+// since this controller started, while still within their grace period.
+func (c *Controller) unreportedNodesLocked(now time.Time) []string {
+	if now.Sub(c.started) > c.cfg.NodeGrace {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range c.pods {
+		n := p.Spec.NodeName
+		if n == "" || seen[n] {
+			continue
+		}
+		seen[n] = true
+		if _, ok := c.nodes[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// livePodsLocked is the observed state the planner sees: every pod berth
+// created, with the status its node last reported.
+func (c *Controller) livePodsLocked() []*corev1.Pod {
+	out := make([]*corev1.Pod, 0, len(c.pods)+len(c.terminating))
+	for _, p := range c.pods {
+		out = append(out, c.withStatusLocked(p))
+	}
+	for _, p := range c.terminating {
+		out = append(out, c.withStatusLocked(p))
+	}
+	return out
+}
+
+func (c *Controller) withStatusLocked(p *corev1.Pod) *corev1.Pod {
+	cp := *p // shallow: the planner reads, never writes
+	cp.Status = corev1.PodStatus{Phase: corev1.PodPending}
+	if n, ok := c.nodes[p.Spec.NodeName]; ok {
+		if r, ok := n.statuses[string(p.UID)]; ok {
+			cp.Status = r.Status
+		}
+	}
+	if p.Spec.NodeName == "" {
+		cp.Status.Conditions = []corev1.PodCondition{{
+			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+			Message: "0 nodes are available",
+		}}
+	}
+	return &cp
+}
+
+// nodeLoadLocked counts bound pods per node.
+func (c *Controller) nodeLoadLocked() map[string]int {
+	load := map[string]int{}
+	for name := range c.nodes {
+		load[name] = 0
+	}
+	for _, p := range c.pods {
+		if p.Spec.NodeName != "" {
+			load[p.Spec.NodeName]++
+		}
+	}
+	return load
+}
+
+// pickNodeLocked binds to the ready node with the fewest pods (ties by
+// name, so the answer is deterministic). It returns "" when no node is ready.
+func (c *Controller) pickNodeLocked(now time.Time, load map[string]int) string {
+	best := ""
+	for name, n := range c.nodes {
+		if now.Sub(n.lastSeen) > c.cfg.NodeGrace {
+			continue
+		}
+		if best == "" || load[name] < load[best] || (load[name] == load[best] && name < best) {
+			best = name
+		}
+	}
+	return best
+}
+
+// rebuildAssignmentsLocked recomputes every node's assignment and wakes the
+// long-polls of the nodes whose assignment changed.
+func (c *Controller) rebuildAssignmentsLocked() {
+	byNode := map[string][]corev1.Pod{}
+	for name := range c.nodes {
+		byNode[name] = nil
+	}
+	for _, p := range c.pods {
+		if p.Spec.NodeName != "" {
+			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], *p)
+		}
+	}
+	changed := false
+	for node, pods := range byNode {
+		sort.Slice(pods, func(i, j int) bool {
+			return objKey(pods[i].Namespace, pods[i].Name) < objKey(pods[j].Namespace, pods[j].Name)
+		})
+		a := &api.Assignment{Node: node, Pods: pods}
+		a.ConfigMaps, a.Secrets = c.referencedConfigLocked(pods)
+		prev := c.assignments[node]
+		if prev != nil && assignmentDigest(prev) == assignmentDigest(a) {
+			continue
+		}
+		c.generation++
+		a.Generation = c.generation
+		c.assignments[node] = a
+		changed = true
+	}
+	if changed {
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+}
+
+func assignmentDigest(a *api.Assignment) string {
+	cp := *a
+	cp.Generation = 0
+	data, _ := json.Marshal(cp)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// referencedConfigLocked returns the ConfigMaps and Secrets of the applied
+// revision that the pods use, so a node receives only what it needs.
+func (c *Controller) referencedConfigLocked(pods []corev1.Pod) ([]corev1.ConfigMap, []corev1.Secret) {
+	if c.desired == nil || len(pods) == 0 {
+		return nil, nil
+	}
+	cmNames, secretNames := map[string]bool{}, map[string]bool{}
+	for i := range pods {
+		cms, secrets := referencedConfig(&pods[i].Spec)
+		for _, n := range cms {
+			cmNames[objKey(pods[i].Namespace, n)] = true
+		}
+		for _, n := range secrets {
+			secretNames[objKey(pods[i].Namespace, n)] = true
+		}
+	}
+	var cms []corev1.ConfigMap
+	for _, cm := range c.desired.ConfigMaps {
+		if cmNames[objKey(cm.Namespace, cm.Name)] {
+			cms = append(cms, *cm)
+		}
+	}
+	var secrets []corev1.Secret
+	for _, s := range c.desired.Secrets {
+		if secretNames[objKey(s.Namespace, s.Name)] {
+			secrets = append(secrets, *s)
+		}
+	}
+	return cms, secrets
+}
+
+// referencedConfig lists the ConfigMap and Secret names a pod spec uses, in
+// env, envFrom and volumes.
+func referencedConfig(spec *corev1.PodSpec) (configMaps, secrets []string) {
+	add := func(list *[]string, name string) {
+		for _, n := range *list {
+			if n == name {
+				return
+			}
+		}
+		*list = append(*list, name)
+	}
+	for _, ctr := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		for _, e := range ctr.Env {
+			if e.ValueFrom == nil {
+				continue
+			}
+			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+				add(&configMaps, r.Name)
+			}
+			if r := e.ValueFrom.SecretKeyRef; r != nil {
+				add(&secrets, r.Name)
+			}
+		}
+		for _, e := range ctr.EnvFrom {
+			if e.ConfigMapRef != nil {
+				add(&configMaps, e.ConfigMapRef.Name)
+			}
+			if e.SecretRef != nil {
+				add(&secrets, e.SecretRef.Name)
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil {
+			add(&configMaps, v.ConfigMap.Name)
+		}
+		if v.Secret != nil {
+			add(&secrets, v.Secret.SecretName)
+		}
+	}
+	sort.Strings(configMaps)
+	sort.Strings(secrets)
+	return configMaps, secrets
+}
+
+// withConfigDigest returns the Deployments with a digest of the ConfigMaps
+// and Secrets each template references added to the template's annotations,
+// so a config change yields a new pod-template-hash and rolls the pods, the
+// way the checksum-annotation idiom does on Kubernetes.
+func withConfigDigest(set *manifest.Set) []*appsv1.Deployment {
+	cms := map[string]*corev1.ConfigMap{}
+	for _, cm := range set.ConfigMaps {
+		cms[objKey(cm.Namespace, cm.Name)] = cm
+	}
+	secrets := map[string]*corev1.Secret{}
+	for _, s := range set.Secrets {
+		secrets[objKey(s.Namespace, s.Name)] = s
+	}
+	var out []*appsv1.Deployment
+	for _, d := range set.Deployments {
+		cmNames, secretNames := referencedConfig(&d.Spec.Template.Spec)
+		if len(cmNames)+len(secretNames) == 0 {
+			out = append(out, d)
+			continue
+		}
+		h := sha256.New()
+		for _, n := range cmNames {
+			if cm := cms[objKey(d.Namespace, n)]; cm != nil {
+				writeDigest(h, "configmap/"+n, cm.Data, cm.BinaryData)
+			}
+		}
+		for _, n := range secretNames {
+			if s := secrets[objKey(d.Namespace, n)]; s != nil {
+				writeDigest(h, "secret/"+n, nil, s.Data)
+			}
+		}
+		cp := d.DeepCopy()
+		if cp.Spec.Template.Annotations == nil {
+			cp.Spec.Template.Annotations = map[string]string{}
+		}
+		cp.Spec.Template.Annotations[api.AnnotationConfigDigest] = hex.EncodeToString(h.Sum(nil))[:16]
+		out = append(out, cp)
+	}
+	return out
+}
+
+func writeDigest(h io.Writer, name string, text map[string]string, bin map[string][]byte) {
+	h.Write([]byte(name + "\x00"))
+	keys := make([]string, 0, len(text)+len(bin))
+	for k := range text {
+		keys = append(keys, k)
+	}
+	for k := range bin {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h.Write([]byte(k + "\x00"))
+		if v, ok := text[k]; ok {
+			h.Write([]byte(v))
+		} else {
+			h.Write(bin[k])
+		}
+		h.Write([]byte{0})
+	}
+}
+
+func stripStatus(p *corev1.Pod) *corev1.Pod {
+	cp := p.DeepCopy()
+	cp.Status = corev1.PodStatus{}
+	return cp
+}
+
+func mapValues[V any](m map[string]V) []V {
+	out := make([]V, 0, len(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
