@@ -34,6 +34,40 @@ type Assignment struct {
 	Pods       []corev1.Pod       `json:"pods"`
 	ConfigMaps []corev1.ConfigMap `json:"configMaps,omitempty"`
 	Secrets    []corev1.Secret    `json:"secrets,omitempty"`
+	// Services is the whole service table with its ready endpoints: every
+	// node programs every Service, as kube-proxy does.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is one Service as the node proxies program it: addresses already
+// allocated, target ports already resolved for each endpoint.
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Type      string `json:"type"` // ClusterIP or NodePort
+	ClusterIP string `json:"clusterIP"`
+	// AffinitySeconds > 0 means sessionAffinity ClientIP with that timeout.
+	AffinitySeconds int32         `json:"affinitySeconds,omitempty"`
+	Ports           []ServicePort `json:"ports"`
+}
+
+// ServicePort is one port of a Service and where its traffic goes.
+type ServicePort struct {
+	Name     string `json:"name,omitempty"`
+	Protocol string `json:"protocol"` // TCP or UDP
+	Port     int32  `json:"port"`
+	NodePort int32  `json:"nodePort,omitempty"`
+	// Endpoints are the ready backends, sorted; empty means the Service
+	// rejects connections at once.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one backend address for a service port.
+type Endpoint struct {
+	IP   string `json:"ip"`
+	Port int32  `json:"port"`
+	Node string `json:"node,omitempty"`
+	Pod  string `json:"pod,omitempty"` // namespace/name, for display
 }
 
 // NodeReport is what an agent sends back: its identity, capacity and the

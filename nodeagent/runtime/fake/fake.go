@@ -197,8 +197,15 @@ func (r *Runtime) CreatePod(ctx context.Context, spec runtime.PodSpec) (runtime.
 		hostIP:  host,
 		created: r.opts.Now(),
 	}
-	for _, cs := range p.spec.Containers {
-		c := &container{id: r.newID(), pod: p, spec: cs}
+	for i := range p.spec.Containers {
+		cs := &p.spec.Containers[i]
+		for _, name := range cs.PodIPEnv {
+			if cs.Env == nil {
+				cs.Env = map[string]string{}
+			}
+			cs.Env[name] = p.ip
+		}
+		c := &container{id: r.newID(), pod: p, spec: *cs}
 		c.obs = runtime.Container{ID: c.id, Name: cs.Name, Image: cs.Image, State: runtime.StateCreated}
 		p.containers = append(p.containers, c)
 		r.containers[c.id] = c
@@ -227,6 +234,7 @@ func clonePodSpec(s runtime.PodSpec) runtime.PodSpec {
 		c.Command = slices.Clone(c.Command)
 		c.Args = slices.Clone(c.Args)
 		c.Env = maps.Clone(c.Env)
+		c.PodIPEnv = slices.Clone(c.PodIPEnv)
 		c.Mounts = slices.Clone(c.Mounts)
 		c.Labels = maps.Clone(c.Labels)
 	}

@@ -94,6 +94,11 @@ func (r *Runtime) observe(ctx context.Context, id, name string, labels map[strin
 	var apps []indexed
 	for _, cid := range containerIDs {
 		data, err := containers.Inspect(r.callCtx(ctx), cid, nil)
+		if isNotFound(err) {
+			// Removed between the pod listing and this inspect (the pod is
+			// being torn down): the pod is observed without it.
+			continue
+		}
 		if err != nil {
 			return runtime.Pod{}, wrap(err, "pod %s: inspect container %s", name, cid)
 		}
@@ -208,7 +213,30 @@ func (r *Runtime) CreatePod(ctx context.Context, ps runtime.PodSpec) (runtime.Po
 		return cleanup(fmt.Errorf("create pod %s: start infra: %w", ps.Name, err))
 	}
 
+	// The pod's address exists only now that the infra runs; containers
+	// that ask for it (status.podIP in Kubernetes' downward API) get it.
+	var ip string
+	ps.Containers = slices.Clone(ps.Containers) // env is filled in below
+	for _, cs := range ps.Containers {
+		if len(cs.PodIPEnv) == 0 {
+			continue
+		}
+		infra, err := r.InspectPod(ctx, created.Id)
+		if err != nil {
+			return cleanup(fmt.Errorf("create pod %s: pod IP: %w", ps.Name, err))
+		}
+		ip = infra.IP
+		break
+	}
 	for i, cs := range ps.Containers {
+		if len(cs.PodIPEnv) > 0 {
+			env := make(map[string]string, len(cs.Env)+len(cs.PodIPEnv))
+			maps.Copy(env, cs.Env)
+			for _, name := range cs.PodIPEnv {
+				env[name] = ip
+			}
+			ps.Containers[i].Env = env
+		}
 		s, err := r.containerSpec(created.Id, ps, i)
 		if err != nil {
 			return cleanup(fmt.Errorf("create pod %s: container %s: %w", ps.Name, cs.Name, err))

@@ -213,6 +213,7 @@ func (s suite) execEnvMountsLimits(t *testing.T) {
 	}
 	web := s.container("web")
 	web.Env = map[string]string{"GREETING": "hi there", "EMPTY": ""}
+	web.PodIPEnv = []string{"MY_POD_IP"}
 	web.Mounts = []runtime.Mount{{Source: dir, Destination: "/etc/berth-test", ReadOnly: true}}
 	web.MemoryLimit = 64 << 20
 	web.CPULimitMilli = 500
@@ -237,6 +238,7 @@ func (s suite) execEnvMountsLimits(t *testing.T) {
 		{[]string{Binary, "cat", "/etc/berth-test/greeting"}, 0, "hello from the host"},
 		{[]string{Binary, "cat", "/etc/berth-test/missing"}, 1, ""},
 		{[]string{Binary, "memlimit"}, 0, fmt.Sprint(64 << 20)},
+		{[]string{Binary, "getenv", "MY_POD_IP"}, 0, pod.IP},
 	} {
 		code, out, err := rt.Exec(ctxFor(t), pod.Containers[0].ID, tc.cmd)
 		if err != nil {
