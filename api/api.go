@@ -132,6 +132,10 @@ type DeploymentHealth struct {
 	Revision  int64  `json:"revision"`
 	Health    string `json:"health"` // Healthy, Progressing or Degraded
 	Reason    string `json:"reason,omitempty"`
+	// RolledBackFrom is the commit whose pod template failed and was rolled
+	// back automatically; berth does not try that template again until a
+	// commit changes it.
+	RolledBackFrom *Revision `json:"rolledBackFrom,omitempty"`
 }
 
 // NodeInfo is one node as the controller sees it.
@@ -147,14 +151,15 @@ type NodeInfo struct {
 type HistoryEntry struct {
 	Revision Revision  `json:"revision"`
 	Time     time.Time `json:"time"`
-	Outcome  string    `json:"outcome"` // Applied, Refused
+	Outcome  string    `json:"outcome"` // Applied, Refused or RolledBack
 	Message  string    `json:"message,omitempty"`
 }
 
 // Outcomes of a revision.
 const (
-	OutcomeApplied = "Applied"
-	OutcomeRefused = "Refused"
+	OutcomeApplied    = "Applied"
+	OutcomeRefused    = "Refused"
+	OutcomeRolledBack = "RolledBack"
 )
 
 // SyncResult answers POST /api/v1/sync.

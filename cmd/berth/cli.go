@@ -84,6 +84,12 @@ func printStatus(w io.Writer, s api.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s/%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", d.Namespace, d.Name, d.Desired, d.Updated, d.Ready, d.Available, d.Revision, d.Health, d.Reason)
 	}
 	tw.Flush()
+	for _, d := range s.Deployments {
+		if r := d.RolledBackFrom; r != nil {
+			fmt.Fprintf(w, "\n%s/%s was rolled back automatically: commit %s %q brought a template that failed.\n", d.Namespace, d.Name, short(r.ID), r.Subject)
+			fmt.Fprintf(w, "berth will not try that template again until a commit changes it (git revert %s).\n", short(r.ID))
+		}
+	}
 	if len(s.Nodes) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
@@ -160,13 +166,13 @@ type getOptions struct {
 func newGetCommand(g *globalFlags) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
-		Use:   "get pods|deployments|replicasets|configmaps|secrets",
+		Use:   "get pods|deployments|replicasets|services|endpoints|configmaps|secrets",
 		Short: "List objects the way kubectl does",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resource, ok := resourceAliases[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, configmaps or secrets", args[0])
+				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, services, endpoints, configmaps or secrets", args[0])
 			}
 			switch o.output {
 			case "", "wide", "json", "yaml":
@@ -194,6 +200,8 @@ var resourceAliases = map[string]string{
 	"replicaset": "replicasets", "replicasets": "replicasets", "rs": "replicasets",
 	"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
 	"secret": "secrets", "secrets": "secrets",
+	"service": "services", "services": "services", "svc": "services",
+	"endpoints": "endpoints", "ep": "endpoints",
 }
 
 func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, ns string, o *getOptions, now time.Time) error {
@@ -262,6 +270,43 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 			}
 			return out
 		}
+	case "services":
+		var svcs []corev1.Service
+		var eps []corev1.Endpoints
+		items = &svcs
+		header = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
+		if wide {
+			header = append(header, "SELECTOR", "ENDPOINTS")
+			if err := c.List(ctx, "endpoints", ns, &eps); err != nil {
+				return err
+			}
+		}
+		rows = func() [][]string {
+			byName := map[string]corev1.Endpoints{}
+			for _, e := range eps {
+				byName[e.Namespace+"/"+e.Name] = e
+			}
+			var out [][]string
+			for _, s := range svcs {
+				row := []string{s.Namespace, s.Name, string(s.Spec.Type), orNone(s.Spec.ClusterIP), "<none>", servicePorts(s), age(s.CreationTimestamp.Time, now)}
+				if wide {
+					row = append(row, orNone(selectorText(s.Spec.Selector)), endpointsText(byName[s.Namespace+"/"+s.Name]))
+				}
+				out = append(out, row)
+			}
+			return out
+		}
+	case "endpoints":
+		var eps []corev1.Endpoints
+		items = &eps
+		header = []string{"NAME", "ENDPOINTS", "AGE"}
+		rows = func() [][]string {
+			var out [][]string
+			for _, e := range eps {
+				out = append(out, []string{e.Namespace, e.Name, endpointsText(e), age(e.CreationTimestamp.Time, now)})
+			}
+			return out
+		}
 	case "configmaps":
 		var cms []corev1.ConfigMap
 		items = &cms
@@ -322,6 +367,36 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
+}
+
+// servicePorts is kubectl's PORT(S) column: 80:30080/TCP,443/TCP.
+func servicePorts(s corev1.Service) string {
+	var parts []string
+	for _, p := range s.Spec.Ports {
+		if p.NodePort != 0 {
+			parts = append(parts, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, p.Protocol))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d/%s", p.Port, p.Protocol))
+		}
+	}
+	return orNone(strings.Join(parts, ","))
+}
+
+// endpointsText is kubectl's ENDPOINTS column: up to three ip:port, then
+// "+ N more...".
+func endpointsText(e corev1.Endpoints) string {
+	var all []string
+	for _, s := range e.Subsets {
+		for _, a := range s.Addresses {
+			for _, p := range s.Ports {
+				all = append(all, fmt.Sprintf("%s:%d", a.IP, p.Port))
+			}
+		}
+	}
+	if len(all) > 3 {
+		return strings.Join(all[:3], ",") + fmt.Sprintf(" + %d more...", len(all)-3)
+	}
+	return orNone(strings.Join(all, ","))
 }
 
 func podReadyCount(p corev1.Pod) string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +34,7 @@ type upOptions struct {
 	webhookSecret string
 	nodeName      string
 	nodeGrace     time.Duration
+	serviceCIDR   string
 }
 
 func defaultDataDir() string {
@@ -72,6 +74,8 @@ Git repository follows --branch; a plain folder is watched and applied on save.`
 			if v := os.Getenv("BERTH_GIT_TOKEN"); o.source.Auth.Token == "" {
 				o.source.Auth.Token = v
 			}
+			// Passphrases never go on a command line, where ps shows them.
+			o.source.Auth.SSHKeyPassphrase = os.Getenv("BERTH_SSH_KEY_PASSPHRASE")
 			return runUp(cmd.Context(), o, log)
 		},
 	}
@@ -86,6 +90,8 @@ Git repository follows --branch; a plain folder is watched and applied on save.`
 	f.StringVar(&o.webhookSecret, "webhook-secret", "", "HMAC secret for POST /hooks/git (env BERTH_WEBHOOK_SECRET)")
 	f.StringVar(&o.nodeName, "node-name", host, "name of this host as a node")
 	f.DurationVar(&o.nodeGrace, "node-grace", 40*time.Second, "how long a node may miss reports before it is NotReady")
+	f.StringVar(&o.serviceCIDR, "service-cidr", "10.96.0.0/16", "range ClusterIPs are allocated from")
+	f.StringVar(&o.source.Auth.CAFile, "git-ca-file", "", "CA bundle for an https:// repository with a private CA")
 	f.StringVar(&o.source.Auth.Username, "git-username", "", "user name sent with --git-token (default git)")
 	f.StringVar(&o.source.Auth.Token, "git-token", "", "HTTPS access token (env BERTH_GIT_TOKEN)")
 	f.StringVar(&o.source.Auth.SSHKeyFile, "ssh-key", "", "SSH private key for ssh:// repositories")
@@ -102,6 +108,10 @@ func runUp(ctx context.Context, o *upOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	cidr, err := netip.ParsePrefix(o.serviceCIDR)
+	if err != nil || !cidr.Addr().Is4() {
+		return fmt.Errorf("--service-cidr %q: want an IPv4 CIDR such as 10.96.0.0/16", o.serviceCIDR)
+	}
 	db, err := store.Open(filepath.Join(o.dataDir, "berth.db"))
 	if err != nil {
 		return err
@@ -113,6 +123,7 @@ func runUp(ctx context.Context, o *upOptions, log *slog.Logger) error {
 		Logger:       log.With("component", "controller"),
 		PollInterval: o.interval,
 		NodeGrace:    o.nodeGrace,
+		ServiceCIDR:  cidr.Masked(),
 	})
 	if err != nil {
 		return err

@@ -12,9 +12,11 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"berth.dev/berth/api"
 	"berth.dev/berth/reconciler/manifest"
 	"berth.dev/berth/reconciler/plan"
+	"berth.dev/berth/reconciler/services"
 	"berth.dev/berth/reconciler/store"
 	"berth.dev/berth/sources"
 )
@@ -45,6 +48,8 @@ type Config struct {
 	// NodeGrace is how long a node may go without a report before it is
 	// NotReady and receives no new pods.
 	NodeGrace time.Duration
+	// ServiceCIDR is where ClusterIPs come from (default 10.96.0.0/16).
+	ServiceCIDR netip.Prefix
 	// Now and Names are injected for tests; defaults are the wall clock and
 	// random names.
 	Now   func() time.Time
@@ -74,6 +79,9 @@ type Controller struct {
 	pods          map[string]*corev1.Pod // key ns/name; Spec.NodeName is the binding
 	terminating   map[string]*corev1.Pod // deleted by a plan, still reported by an agent
 	deployments   map[string]plan.DeploymentStatus
+	failed        map[string]failedTemplate // key ns/name/hash
+	allocations   services.Allocations
+	services      []*corev1.Service // applied Services with allocations filled in
 	nodes         map[string]*nodeState
 	generation    int64
 	assignments   map[string]*api.Assignment
@@ -87,6 +95,19 @@ type appliedRevision struct {
 	Files    []sources.File `json:"files"`
 	Applied  time.Time      `json:"applied"`
 }
+
+// failedTemplate records a pod template whose rollout failed and was rolled
+// back, and the commit that brought it.
+type failedTemplate struct {
+	Namespace string       `json:"namespace"`
+	Name      string       `json:"name"`
+	Hash      string       `json:"hash"`
+	Reason    string       `json:"reason"`
+	Revision  api.Revision `json:"revision"`
+	Time      time.Time    `json:"time"`
+}
+
+func (f failedTemplate) key() string { return f.Namespace + "/" + f.Name + "/" + f.Hash }
 
 type nodeState struct {
 	report   api.NodeReport
@@ -110,6 +131,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.NodeGrace <= 0 {
 		cfg.NodeGrace = 40 * time.Second
 	}
+	if !cfg.ServiceCIDR.IsValid() {
+		cfg.ServiceCIDR = netip.MustParsePrefix("10.96.0.0/16")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -128,6 +152,8 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		pods:        map[string]*corev1.Pod{},
 		terminating: map[string]*corev1.Pod{},
 		deployments: map[string]plan.DeploymentStatus{},
+		failed:      map[string]failedTemplate{},
+		allocations: services.Allocations{},
 		nodes:       map[string]*nodeState{},
 		assignments: map[string]*api.Assignment{},
 		changed:     make(chan struct{}),
@@ -160,6 +186,24 @@ func (c *Controller) load(ctx context.Context) error {
 	for _, s := range statuses {
 		c.deployments[objKey(s.Namespace, s.Name)] = s
 	}
+	failed, err := store.List[failedTemplate](ctx, c.cfg.Store, store.FailedTemplates)
+	if err != nil {
+		return fmt.Errorf("load failed templates: %w", err)
+	}
+	for _, f := range failed {
+		c.failed[f.key()] = f
+	}
+	err = c.cfg.Store.Each(ctx, store.Allocations, func(key string, value []byte) error {
+		var v string
+		if err := json.Unmarshal(value, &v); err != nil {
+			return fmt.Errorf("allocation %s: %w", key, err)
+		}
+		c.allocations[key] = v
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load allocations: %w", err)
+	}
 	var applied appliedRevision
 	switch err := c.cfg.Store.Get(ctx, store.Meta, metaApplied, &applied); {
 	case errors.Is(err, store.ErrNotFound):
@@ -173,6 +217,7 @@ func (c *Controller) load(ctx context.Context) error {
 			c.log.Warn("stored revision no longer validates; waiting for the source", "revision", applied.Revision.ID, "err", err)
 		} else {
 			c.desired = set
+			c.services = services.Apply(set.Services, c.allocations)
 			c.applied = &applied
 			head := applied.Revision
 			c.head = &head

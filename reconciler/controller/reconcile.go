@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"reflect"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"berth.dev/berth/api"
 	"berth.dev/berth/reconciler/manifest"
 	"berth.dev/berth/reconciler/plan"
+	"berth.dev/berth/reconciler/services"
 	"berth.dev/berth/reconciler/store"
 )
 
@@ -66,9 +68,10 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 		return time.Second
 	}
 
+	deployments := withConfigDigest(c.desired)
 	in := plan.Input{
 		Now:            now,
-		Deployments:    withConfigDigest(c.desired),
+		Deployments:    deployments,
 		Pods:           c.desired.Pods,
 		ReplicaSets:    mapValues(c.replicaSets),
 		LivePods:       c.livePodsLocked(),
@@ -77,9 +80,10 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 	for k, s := range c.deployments {
 		in.PreviousStatus[k] = s.Status
 	}
+	var b store.Batch
+	in.FailedTemplates = c.failedTemplatesLocked(deployments, &b)
 	p := plan.Compute(in, c.cfg.Names)
 
-	var b store.Batch
 	for _, rs := range p.CreateReplicaSets {
 		b.Put(store.ReplicaSets, objKey(rs.Namespace, rs.Name), rs)
 	}
@@ -99,6 +103,9 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 		}
 	}
 	for _, pod := range p.CreatePods {
+		if pod.Spec.NodeName != "" {
+			continue // pinned in the manifest
+		}
 		pod.Spec.NodeName = c.pickNodeLocked(now, load)
 		if pod.Spec.NodeName != "" {
 			load[pod.Spec.NodeName]++
@@ -133,6 +140,22 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 		if !desiredDeployments[k] {
 			b.Delete(store.DeploymentStatus, k)
 		}
+	}
+	var newlyFailed []failedTemplate
+	for _, f := range p.FailedTemplates {
+		rec := failedTemplate{Namespace: f.Namespace, Name: f.Name, Hash: f.Hash, Reason: f.Reason, Time: now}
+		if c.applied != nil {
+			rec.Revision = c.applied.Revision
+		}
+		if _, known := c.failed[rec.key()]; known {
+			continue
+		}
+		newlyFailed = append(newlyFailed, rec)
+		b.Put(store.FailedTemplates, rec.key(), rec)
+		b.Append(store.History, api.HistoryEntry{
+			Revision: rec.Revision, Time: now, Outcome: api.OutcomeRolledBack,
+			Message: fmt.Sprintf("Deployment %s/%s rolled back: %s", rec.Namespace, rec.Name, rec.Reason),
+		})
 	}
 	if err := c.cfg.Store.Write(ctx, &b); err != nil {
 		// Nothing changed in memory either: the next pass plans again.
@@ -170,6 +193,11 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 			delete(c.deployments, k)
 		}
 	}
+	for _, f := range newlyFailed {
+		c.failed[f.key()] = f
+		c.log.Error("rollout failed; rolling back", "deployment", f.Namespace+"/"+f.Name,
+			"revision", short(f.Revision.ID), "subject", f.Revision.Subject, "reason", f.Reason)
+	}
 	if n := len(p.CreatePods) + len(p.DeletePods) + len(p.CreateReplicaSets) + len(p.UpdateReplicaSets) + len(p.DeleteReplicaSets); n > 0 {
 		c.log.Info("plan executed",
 			"createPods", len(p.CreatePods), "deletePods", len(p.DeletePods),
@@ -177,7 +205,34 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 			"deleteReplicaSets", len(p.DeleteReplicaSets))
 	}
 	c.rebuildAssignmentsLocked()
+	if !p.Empty() || len(p.FailedTemplates) > 0 {
+		// Some steps (a scaling event, then the rollout; Recreate's
+		// scale-down, then its wait) need a further pass with no new event.
+		c.Kick()
+	}
 	return p.RequeueAfter
+}
+
+// failedTemplatesLocked returns the failed templates to hold back, per
+// Deployment, and forgets (in b and in memory) those whose Deployment Git
+// has since moved to another template: a commit that changes the template
+// is a new attempt.
+func (c *Controller) failedTemplatesLocked(deployments []*appsv1.Deployment, b *store.Batch) map[string][]string {
+	current := map[string]string{}
+	for _, d := range deployments {
+		current[objKey(d.Namespace, d.Name)] = plan.TemplateHash(&d.Spec.Template)
+	}
+	out := map[string][]string{}
+	for k, f := range c.failed {
+		dk := objKey(f.Namespace, f.Name)
+		if current[dk] != f.Hash {
+			b.Delete(store.FailedTemplates, k)
+			delete(c.failed, k)
+			continue
+		}
+		out[dk] = append(out[dk], f.Hash)
+	}
+	return out
 }
 
 // unreportedNodesLocked lists nodes that hold pods but have not reported
@@ -273,6 +328,7 @@ func (c *Controller) rebuildAssignmentsLocked() {
 			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], *p)
 		}
 	}
+	table := services.Table(c.services, c.livePodsLocked())
 	changed := false
 	for node, pods := range byNode {
 		sort.Slice(pods, func(i, j int) bool {
@@ -280,6 +336,7 @@ func (c *Controller) rebuildAssignmentsLocked() {
 		})
 		a := &api.Assignment{Node: node, Pods: pods}
 		a.ConfigMaps, a.Secrets = c.referencedConfigLocked(pods)
+		a.Services = table
 		prev := c.assignments[node]
 		if prev != nil && assignmentDigest(prev) == assignmentDigest(a) {
 			continue

@@ -8,6 +8,7 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/reconciler/manifest"
+	"berth.dev/berth/reconciler/services"
 	"berth.dev/berth/reconciler/store"
 	"berth.dev/berth/sources"
 )
@@ -106,6 +107,18 @@ func (c *Controller) fetchAndApply(ctx context.Context) api.SyncResult {
 	}
 
 	set, decodeErr := c.decoder.Load(manifestFiles(rev.Files))
+	var allocations services.Allocations
+	if decodeErr == nil {
+		// Addresses are part of the revision's validity: a Service asking
+		// for one it cannot have refuses the revision like any other error.
+		c.mu.Lock()
+		var problems []services.Problem
+		allocations, problems = services.Allocate(set.Services, c.cfg.ServiceCIDR, c.allocations)
+		c.mu.Unlock()
+		if len(problems) > 0 {
+			decodeErr = serviceDiagnostics(set, problems)
+		}
+	}
 	var b store.Batch
 	entry := api.HistoryEntry{Revision: info, Time: now, Outcome: api.OutcomeApplied}
 	if decodeErr != nil {
@@ -113,6 +126,18 @@ func (c *Controller) fetchAndApply(ctx context.Context) api.SyncResult {
 		entry.Message = decodeErr.Error()
 	} else {
 		b.Put(store.Meta, metaApplied, appliedRevision{Revision: info, Files: rev.Files, Applied: now})
+		c.mu.Lock()
+		for k := range c.allocations {
+			if _, ok := allocations[k]; !ok {
+				b.Delete(store.Allocations, k)
+			}
+		}
+		for k, v := range allocations {
+			if c.allocations[k] != v {
+				b.Put(store.Allocations, k, v)
+			}
+		}
+		c.mu.Unlock()
 		if len(set.Warnings) > 0 {
 			entry.Message = fmt.Sprintf("%d warning(s)", len(set.Warnings))
 		}
@@ -141,6 +166,8 @@ func (c *Controller) fetchAndApply(ctx context.Context) api.SyncResult {
 	}
 	c.refused, c.headRefusedID = "", ""
 	c.desired = set
+	c.allocations = allocations
+	c.services = services.Apply(set.Services, allocations)
 	c.applied = &appliedRevision{Revision: info, Files: rev.Files, Applied: now}
 	for _, w := range set.Warnings {
 		c.log.Warn("manifest warning", "revision", short(rev.ID), "warning", w.String())
@@ -167,6 +194,20 @@ func (c *Controller) syncResultLocked() api.SyncResult {
 		res.Error = fmt.Sprintf("revision %s refused:\n%s", short(c.headRefusedID), c.refused)
 	}
 	return res
+}
+
+// serviceDiagnostics names the file and line of each Service whose
+// allocation failed, like every other refusal.
+func serviceDiagnostics(set *manifest.Set, problems []services.Problem) manifest.Errors {
+	var out manifest.Errors
+	for _, p := range problems {
+		src := set.Sources[manifest.Key("Service", p.Namespace, p.Name)]
+		out = append(out, manifest.Diagnostic{
+			File: src.File, Line: src.Line, Kind: "Service", Namespace: p.Namespace, Name: p.Name,
+			Field: p.Field, Message: p.Message,
+		})
+	}
+	return out
 }
 
 func manifestFiles(files []sources.File) []manifest.File {

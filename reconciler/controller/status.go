@@ -10,6 +10,7 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/reconciler/plan"
+	"berth.dev/berth/reconciler/services"
 	"berth.dev/berth/reconciler/store"
 )
 
@@ -50,6 +51,14 @@ func (c *Controller) Status() api.Status {
 				h.Reason = ds.Reason
 				if ds.Status.UpdatedReplicas != h.Desired || ds.Status.Replicas != h.Desired {
 					s.Sync = api.SyncOutOfSync
+				}
+				if ds.RolledBackFrom != "" {
+					// Git asks for a template berth refuses to run again.
+					s.Sync = api.SyncOutOfSync
+					if f, ok := c.failed[k+"/"+ds.RolledBackFrom]; ok {
+						rev := f.Revision
+						h.RolledBackFrom = &rev
+					}
 				}
 			} else {
 				s.Sync = api.SyncOutOfSync
@@ -160,6 +169,34 @@ func (c *Controller) Deployments(namespace string) []appsv1.Deployment {
 		out = append(out, cp)
 	}
 	sortObjects(out, func(d appsv1.Deployment) (string, string) { return d.Namespace, d.Name })
+	return out
+}
+
+// Services lists the applied Services with their allocated ClusterIP and
+// NodePorts.
+func (c *Controller) Services(namespace string) []corev1.Service {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []corev1.Service
+	for _, s := range c.services {
+		if namespace == "" || s.Namespace == namespace {
+			out = append(out, *s)
+		}
+	}
+	sortObjects(out, func(o corev1.Service) (string, string) { return o.Namespace, o.Name })
+	return out
+}
+
+// Endpoints lists every Service's ready endpoints.
+func (c *Controller) Endpoints(namespace string) []corev1.Endpoints {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []corev1.Endpoints
+	for _, e := range services.Endpoints(services.Table(c.services, c.livePodsLocked())) {
+		if namespace == "" || e.Namespace == namespace {
+			out = append(out, e)
+		}
+	}
 	return out
 }
 

@@ -5,7 +5,7 @@
 //	GET  /healthz                                  liveness of the controller
 //	GET  /api/v1/status                            api.Status
 //	GET  /api/v1/history                           []api.HistoryEntry
-//	GET  /api/v1/{pods|deployments|replicasets|configmaps|secrets}?namespace=NS
+//	GET  /api/v1/{pods|deployments|replicasets|services|endpoints|configmaps|secrets}?namespace=NS
 //	                                               a v1 List (Secrets without values)
 //	POST /api/v1/sync                              fetch now; api.SyncResult
 //	GET  /api/v1/nodes/{node}/assignment?after=N   long-poll; api.Assignment
@@ -44,6 +44,8 @@ type Controller interface {
 	Pods(namespace string) []corev1.Pod
 	Deployments(namespace string) []appsv1.Deployment
 	ReplicaSets(namespace string) []appsv1.ReplicaSet
+	Services(namespace string) []corev1.Service
+	Endpoints(namespace string) []corev1.Endpoints
 	ConfigMaps(namespace string) []corev1.ConfigMap
 	Secrets(namespace string) []corev1.Secret
 }
@@ -104,6 +106,10 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		items = s.c.Deployments(ns)
 	case "replicasets":
 		items = s.c.ReplicaSets(ns)
+	case "services":
+		items = s.c.Services(ns)
+	case "endpoints":
+		items = s.c.Endpoints(ns)
 	case "configmaps":
 		items = s.c.ConfigMaps(ns)
 	case "secrets":
