@@ -58,6 +58,7 @@ func (c *Controller) Status() api.Status {
 					if f, ok := c.failed[k+"/"+ds.RolledBackFrom]; ok {
 						rev := f.Revision
 						h.RolledBackFrom = &rev
+						h.Reason = fmt.Sprintf("RolledBack: commit %s %q failed: %s; running revision %d", short(rev.ID), rev.Subject, f.Reason, ds.Revision)
 					}
 				}
 			} else {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Automatic rollback is berth's addition to the Kubernetes semantics (where
@@ -63,7 +64,11 @@ func (s *deploymentSync) rolloutFailure() string {
 	c := condition(s.result, appsv1.DeploymentProgressing)
 	switch {
 	case c != nil && c.Reason == ReasonProgressDeadlineExceeded:
-		return ReasonProgressDeadlineExceeded + ": " + c.Message
+		msg := ReasonProgressDeadlineExceeded + ": " + c.Message
+		if why := unreadyReason(s.newRS.pods); why != "" {
+			msg += " (" + why + ")"
+		}
+		return msg
 	case c != nil && c.Reason == ReasonNewReplicaSetAvailable,
 		c == nil && deploymentComplete(s.d, &s.result):
 		return ""
@@ -102,4 +107,21 @@ func (s *deploymentSync) reportFailure() {
 		Reason: reason,
 	})
 	s.p.observeRequeue(requeueSlack) // roll back without waiting for an event
+}
+
+// unreadyReason is the first message a node gave for a new pod not being
+// ready (a failing readiness probe, say), so that a rollback names the
+// cause and not only the deadline.
+func unreadyReason(pods []*corev1.Pod) string {
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue && c.Message != "" {
+				return "pod " + p.Name + ": " + c.Message
+			}
+		}
+	}
+	return ""
 }
