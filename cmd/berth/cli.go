@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
 	"berth.dev/berth/api"
@@ -166,13 +167,13 @@ type getOptions struct {
 func newGetCommand(g *globalFlags) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
-		Use:   "get pods|deployments|replicasets|services|endpoints|configmaps|secrets",
+		Use:   "get pods|deployments|replicasets|services|endpointslices|configmaps|secrets",
 		Short: "List objects the way kubectl does",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resource, ok := resourceAliases[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, services, endpoints, configmaps or secrets", args[0])
+				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, services, endpointslices, configmaps or secrets", args[0])
 			}
 			switch o.output {
 			case "", "wide", "json", "yaml":
@@ -201,7 +202,7 @@ var resourceAliases = map[string]string{
 	"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
 	"secret": "secrets", "secrets": "secrets",
 	"service": "services", "services": "services", "svc": "services",
-	"endpoints": "endpoints", "ep": "endpoints",
+	"endpointslice": "endpointslices", "endpointslices": "endpointslices", "endpoints": "endpointslices", "ep": "endpointslices",
 }
 
 func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, ns string, o *getOptions, now time.Time) error {
@@ -272,19 +273,20 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 		}
 	case "services":
 		var svcs []corev1.Service
-		var eps []corev1.Endpoints
+		var eps []discoveryv1.EndpointSlice
 		items = &svcs
 		header = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
 		if wide {
 			header = append(header, "SELECTOR", "ENDPOINTS")
-			if err := c.List(ctx, "endpoints", ns, &eps); err != nil {
+			if err := c.List(ctx, "endpointslices", ns, &eps); err != nil {
 				return err
 			}
 		}
 		rows = func() [][]string {
-			byName := map[string]corev1.Endpoints{}
+			byName := map[string][]discoveryv1.EndpointSlice{}
 			for _, e := range eps {
-				byName[e.Namespace+"/"+e.Name] = e
+				k := e.Namespace + "/" + e.Labels[discoveryv1.LabelServiceName]
+				byName[k] = append(byName[k], e)
 			}
 			var out [][]string
 			for _, s := range svcs {
@@ -296,14 +298,22 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 			}
 			return out
 		}
-	case "endpoints":
-		var eps []corev1.Endpoints
+	case "endpointslices":
+		var eps []discoveryv1.EndpointSlice
 		items = &eps
-		header = []string{"NAME", "ENDPOINTS", "AGE"}
+		header = []string{"NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"}
 		rows = func() [][]string {
 			var out [][]string
 			for _, e := range eps {
-				out = append(out, []string{e.Namespace, e.Name, endpointsText(e), age(e.CreationTimestamp.Time, now)})
+				var ports []string
+				for _, p := range e.Ports {
+					ports = append(ports, fmt.Sprint(*p.Port))
+				}
+				var addrs []string
+				for _, ep := range e.Endpoints {
+					addrs = append(addrs, ep.Addresses...)
+				}
+				out = append(out, []string{e.Namespace, e.Name, string(e.AddressType), strings.Join(ports, ","), orNone(strings.Join(addrs, ",")), age(e.CreationTimestamp.Time, now)})
 			}
 			return out
 		}
@@ -384,12 +394,14 @@ func servicePorts(s corev1.Service) string {
 
 // endpointsText is kubectl's ENDPOINTS column: up to three ip:port, then
 // "+ N more...".
-func endpointsText(e corev1.Endpoints) string {
+func endpointsText(slices []discoveryv1.EndpointSlice) string {
 	var all []string
-	for _, s := range e.Subsets {
-		for _, a := range s.Addresses {
-			for _, p := range s.Ports {
-				all = append(all, fmt.Sprintf("%s:%d", a.IP, p.Port))
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			for _, a := range e.Addresses {
+				for _, p := range s.Ports {
+					all = append(all, fmt.Sprintf("%s:%d", a, *p.Port))
+				}
 			}
 		}
 	}

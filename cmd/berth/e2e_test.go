@@ -296,7 +296,11 @@ func TestFolderSourceAppliesEdits(t *testing.T) {
 	b := startBerth(t, "--repo", dir, "--interval", "1h")
 	waitPodServes := func(want string) {
 		eventually(t, time.Minute, "the folder's pod to serve "+want, func() error {
-			for _, p := range livePods(b.pods("default")) {
+			pods := livePods(b.pods("default"))
+			if len(pods) != 1 {
+				return fmt.Errorf("%d pods, want 1", len(pods))
+			}
+			for _, p := range pods {
 				if !isReady(p) {
 					return fmt.Errorf("pod %s not ready", p.Name)
 				}
@@ -307,9 +311,8 @@ func TestFolderSourceAppliesEdits(t *testing.T) {
 				if strings.TrimSpace(body) != want {
 					return fmt.Errorf("MESSAGE=%q", body)
 				}
-				return nil
 			}
-			return fmt.Errorf("no pod yet")
+			return nil
 		})
 	}
 	waitPodServes("one")

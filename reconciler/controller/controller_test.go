@@ -73,7 +73,6 @@ type fixture struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	names *seqNames
-	gen   int64
 }
 
 func newFixture(t *testing.T, src *memSource, dbPath string) *fixture {

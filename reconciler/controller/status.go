@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/reconciler/plan"
@@ -188,12 +189,12 @@ func (c *Controller) Services(namespace string) []corev1.Service {
 	return out
 }
 
-// Endpoints lists every Service's ready endpoints.
-func (c *Controller) Endpoints(namespace string) []corev1.Endpoints {
+// EndpointSlices lists every Service's ready endpoints.
+func (c *Controller) EndpointSlices(namespace string) []discoveryv1.EndpointSlice {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []corev1.Endpoints
-	for _, e := range services.Endpoints(services.Table(c.services, c.livePodsLocked())) {
+	var out []discoveryv1.EndpointSlice
+	for _, e := range services.EndpointSlices(services.Table(c.services, c.livePodsLocked())) {
 		if namespace == "" || e.Namespace == namespace {
 			out = append(out, e)
 		}

@@ -130,16 +130,6 @@ func (f *findings) warn(path *field.Path, message string) {
 	f.issues = append(f.issues, issue{field: path.String(), message: message, warning: true})
 }
 
-func (f *findings) errorCount() int {
-	n := 0
-	for _, is := range f.issues {
-		if !is.warning {
-			n++
-		}
-	}
-	return n
-}
-
 // unsupported is the error for a value Kubernetes accepts but berth cannot
 // honour. It reads "Unsupported value: X: why".
 func unsupported(path *field.Path, value any, why string) *field.Error {

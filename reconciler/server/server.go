@@ -5,7 +5,7 @@
 //	GET  /healthz                                  liveness of the controller
 //	GET  /api/v1/status                            api.Status
 //	GET  /api/v1/history                           []api.HistoryEntry
-//	GET  /api/v1/{pods|deployments|replicasets|services|endpoints|configmaps|secrets}?namespace=NS
+//	GET  /api/v1/{pods|deployments|replicasets|services|endpointslices|configmaps|secrets}?namespace=NS
 //	                                               a v1 List (Secrets without values)
 //	POST /api/v1/sync                              fetch now; api.SyncResult
 //	GET  /api/v1/nodes/{node}/assignment?after=N   long-poll; api.Assignment
@@ -29,6 +29,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"berth.dev/berth/api"
 )
@@ -45,7 +46,7 @@ type Controller interface {
 	Deployments(namespace string) []appsv1.Deployment
 	ReplicaSets(namespace string) []appsv1.ReplicaSet
 	Services(namespace string) []corev1.Service
-	Endpoints(namespace string) []corev1.Endpoints
+	EndpointSlices(namespace string) []discoveryv1.EndpointSlice
 	ConfigMaps(namespace string) []corev1.ConfigMap
 	Secrets(namespace string) []corev1.Secret
 }
@@ -108,8 +109,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		items = s.c.ReplicaSets(ns)
 	case "services":
 		items = s.c.Services(ns)
-	case "endpoints":
-		items = s.c.Endpoints(ns)
+	case "endpointslices":
+		items = s.c.EndpointSlices(ns)
 	case "configmaps":
 		items = s.c.ConfigMaps(ns)
 	case "secrets":

@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"berth.dev/berth/api"
 )
@@ -32,7 +33,7 @@ func (s *stub) Pods(string) []corev1.Pod                            { return nil
 func (s *stub) Deployments(string) []appsv1.Deployment              { return nil }
 func (s *stub) ReplicaSets(string) []appsv1.ReplicaSet              { return nil }
 func (s *stub) Services(string) []corev1.Service                    { return nil }
-func (s *stub) Endpoints(string) []corev1.Endpoints                 { return nil }
+func (s *stub) EndpointSlices(string) []discoveryv1.EndpointSlice   { return nil }
 func (s *stub) ConfigMaps(string) []corev1.ConfigMap                { return nil }
 func (s *stub) Secrets(string) []corev1.Secret                      { return nil }
 func (s *stub) Assignment(context.Context, string, int64) (api.Assignment, error) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -286,37 +287,40 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// Endpoints renders the table as Kubernetes Endpoints objects, for
-// `berth get endpoints` and `berth get services -o wide`.
-func Endpoints(table []api.Service) []corev1.Endpoints {
-	out := make([]corev1.Endpoints, 0, len(table))
+// EndpointSlices renders the table as Kubernetes EndpointSlices, for
+// `berth get endpointslices` and `berth get services -o wide`: one slice per
+// Service port and target port number (a named targetPort may resolve to
+// different numbers on different pods), labelled with the Service's name as
+// the EndpointSlice controller labels them.
+func EndpointSlices(table []api.Service) []discoveryv1.EndpointSlice {
+	var out []discoveryv1.EndpointSlice
 	for _, s := range table {
-		ep := corev1.Endpoints{}
-		ep.APIVersion, ep.Kind = "v1", "Endpoints"
-		ep.Namespace, ep.Name = s.Namespace, s.Name
 		for _, p := range s.Ports {
-			if len(p.Endpoints) == 0 {
-				continue
-			}
-			// A named targetPort may resolve to different numbers on
-			// different pods: one subset per number, as Kubernetes groups them.
 			byPort := map[int32]int{}
 			for _, e := range p.Endpoints {
 				i, ok := byPort[e.Port]
 				if !ok {
-					i = len(ep.Subsets)
+					i = len(out)
 					byPort[e.Port] = i
-					ep.Subsets = append(ep.Subsets, corev1.EndpointSubset{Ports: []corev1.EndpointPort{{Name: p.Name, Port: e.Port, Protocol: corev1.Protocol(p.Protocol)}}})
+					name, port, proto := p.Name, e.Port, corev1.Protocol(p.Protocol)
+					slice := discoveryv1.EndpointSlice{
+						AddressType: discoveryv1.AddressTypeIPv4,
+						Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+					}
+					slice.APIVersion, slice.Kind = "discovery.k8s.io/v1", "EndpointSlice"
+					slice.Namespace = s.Namespace
+					slice.Name = fmt.Sprintf("%s-%d-%d", s.Name, p.Port, e.Port)
+					slice.Labels = map[string]string{discoveryv1.LabelServiceName: s.Name}
+					out = append(out, slice)
 				}
-				node := e.Node
-				addr := corev1.EndpointAddress{IP: e.IP}
+				ready, node := true, e.Node
+				ep := discoveryv1.Endpoint{Addresses: []string{e.IP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
 				if node != "" {
-					addr.NodeName = &node
+					ep.NodeName = &node
 				}
-				ep.Subsets[i].Addresses = append(ep.Subsets[i].Addresses, addr)
+				out[i].Endpoints = append(out[i].Endpoints, ep)
 			}
 		}
-		out = append(out, ep)
 	}
 	return out
 }

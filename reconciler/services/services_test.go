@@ -160,9 +160,12 @@ func TestTable(t *testing.T) {
 		t.Errorf("table:\n got %+v\nwant %+v", got, want)
 	}
 
-	eps := Endpoints(got)
-	if len(eps) != 1 || len(eps[0].Subsets) != 4 {
-		t.Fatalf("endpoints %+v: want the http port split by target number (2) + raw + same", eps)
+	slices := EndpointSlices(got)
+	if len(slices) != 4 {
+		t.Fatalf("%d slices: want the http port split by target number (2) + raw + same", len(slices))
+	}
+	if s := slices[0]; s.Labels["kubernetes.io/service-name"] != "web" || *s.Ports[0].Port != 8080 || len(s.Endpoints) != 1 || s.Endpoints[0].Addresses[0] != "10.88.0.1" {
+		t.Fatalf("first slice %+v", s)
 	}
 }
 
