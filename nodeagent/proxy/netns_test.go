@@ -35,9 +35,9 @@ import (
 const (
 	nodeAddr    = "10.99.0.2"
 	outsideAddr = "10.99.0.1"
-	clientAddr = "10.88.0.50"
-	tcpPort    = 8080
-	udpPort    = 8081
+	clientAddr  = "10.88.0.50"
+	tcpPort     = 8080
+	udpPort     = 8081
 )
 
 // requirePrivileges fails the test unless it can create network namespaces
