@@ -149,16 +149,14 @@ func (w *ruleWriter) service(svc *api.Service) {
 		return
 	}
 	w.seenSvc[key] = true
-	var clusterIP string
-	switch svc.ClusterIP {
-	case "", "None": // headless: nothing to proxy on a cluster IP
-	default:
-		if a, err := netip.ParseAddr(svc.ClusterIP); err != nil || !a.Is4() {
-			w.skip("service %s: cluster IP %q is not an IPv4 address", key, svc.ClusterIP)
-			return
-		}
-		clusterIP = svc.ClusterIP
+	if svc.ClusterIP == "" || svc.ClusterIP == "None" {
+		return // headless: clients use the endpoints' addresses directly
 	}
+	if a, err := netip.ParseAddr(svc.ClusterIP); err != nil || !a.Is4() {
+		w.skip("service %s: cluster IP %q is not an IPv4 address", key, svc.ClusterIP)
+		return
+	}
+	clusterIP := svc.ClusterIP
 	write := w.in.Changed == nil || w.in.Changed[key]
 	seenPort := make(map[string]bool, len(svc.Ports))
 	for i := range svc.Ports {
@@ -204,9 +202,7 @@ func (w *ruleWriter) servicePort(svc *api.Service, port *api.ServicePort, spn, p
 			reject = " -j REJECT --reject-with tcp-reset\n"
 		}
 		comment := ` -m comment --comment "` + spn + ` has no endpoints"`
-		if clusterIP != "" {
-			w.filterRules.WriteString("-A " + chainServices + comment + " -d " + clusterIP + "/32" + match + itoa(port.Port) + reject)
-		}
+		w.filterRules.WriteString("-A " + chainServices + comment + " -d " + clusterIP + "/32" + match + itoa(port.Port) + reject)
 		if nodePort {
 			w.filterRules.WriteString("-A " + chainServices + comment + " -m addrtype --dst-type LOCAL" + match + itoa(port.NodePort) + reject)
 		}
@@ -215,9 +211,7 @@ func (w *ruleWriter) servicePort(svc *api.Service, port *api.ServicePort, spn, p
 
 	comment := ` -m comment --comment "` + spn + `"`
 	w.chains[svcName] = true
-	if clusterIP != "" {
-		w.natRules.WriteString("-A " + chainServices + ` -m comment --comment "` + spn + ` cluster IP" -d ` + clusterIP + "/32" + match + itoa(port.Port) + " -j " + svcName + "\n")
-	}
+	w.natRules.WriteString("-A " + chainServices + ` -m comment --comment "` + spn + ` cluster IP" -d ` + clusterIP + "/32" + match + itoa(port.Port) + " -j " + svcName + "\n")
 	var ext string
 	if nodePort {
 		ext = extChain(spn, proto)
