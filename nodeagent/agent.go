@@ -58,6 +58,9 @@ type Config struct {
 	Addresses    []string
 	// Capacity defaults to the host's CPUs and memory.
 	Capacity corev1.ResourceList
+	// Services programs the assignment's service table on the host
+	// (nodeagent/proxy). Nil leaves Services unprogrammed.
+	Services ServiceProgrammer
 }
 
 // Agent runs one node's pods. Build it with New and call Run once.
@@ -67,9 +70,10 @@ type Agent struct {
 	now    func() time.Time
 	probes *probe.Manager
 
-	kick    chan struct{} // wakes the reconcile loop
-	changed chan struct{} // wakes the report loop
-	bg      sync.WaitGroup
+	kick         chan struct{} // wakes the reconcile loop
+	changed      chan struct{} // wakes the report loop
+	servicesKick chan struct{} // wakes the services loop
+	bg           sync.WaitGroup
 
 	mu             sync.Mutex
 	assignment     *api.Assignment // nil until one is known
@@ -140,6 +144,7 @@ func New(cfg Config) (*Agent, error) {
 		now:            cfg.Clock,
 		kick:           make(chan struct{}, 1),
 		changed:        make(chan struct{}, 1),
+		servicesKick:   make(chan struct{}, 1),
 		translated:     map[string]translated{},
 		observed:       map[string]runtime.Pod{},
 		records:        map[recordKey]*containerRecord{},
@@ -163,6 +168,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.bg.Add(2)
 	go func() { defer a.bg.Done(); a.watchAssignments(ctx) }()
 	go func() { defer a.bg.Done(); a.reportLoop(ctx) }()
+	if a.cfg.Services != nil {
+		// The saved assignment's Services first, so they work while the
+		// control plane is away.
+		a.wake(a.servicesKick)
+		a.bg.Add(1)
+		go func() { defer a.bg.Done(); a.servicesLoop(ctx) }()
+	}
 	a.reconcileLoop(ctx)
 	a.bg.Wait()
 	a.mu.Lock()
@@ -216,6 +228,7 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 
 func (a *Agent) setAssignment(asg *api.Assignment) {
 	a.mu.Lock()
+	svcChanged := servicesChanged(a.assignment, asg)
 	a.assignment = asg
 	a.translated = map[string]translated{}
 	err := a.saveAssignmentLocked()
@@ -223,8 +236,11 @@ func (a *Agent) setAssignment(asg *api.Assignment) {
 	if err != nil {
 		a.log.Warn("saving assignment", "err", err)
 	}
-	a.log.Info("new assignment", "generation", asg.Generation, "pods", len(asg.Pods))
+	a.log.Info("new assignment", "generation", asg.Generation, "pods", len(asg.Pods), "services", len(asg.Services))
 	a.wake(a.kick)
+	if svcChanged {
+		a.wake(a.servicesKick)
+	}
 }
 
 // reconcileLoop runs a pass on every nudge, every SyncInterval, and when a

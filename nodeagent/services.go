@@ -1,0 +1,74 @@
+package nodeagent
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"berth.dev/berth/api"
+)
+
+// ServiceProgrammer programs the whole service table on the node, as
+// kube-proxy does (nodeagent/proxy). Sync is called with the complete table
+// each time; an implementation may skip work when nothing changed.
+type ServiceProgrammer interface {
+	Sync(ctx context.Context, services []api.Service) error
+}
+
+// servicesRecheck is how often the table is handed over again when nothing
+// changed, so the programmer can run its own periodic full resync (the
+// proxy repairs rules changed behind its back then).
+const servicesRecheck = time.Minute
+
+// servicesChanged reports whether a new assignment carries a different
+// service table from the one before it.
+func servicesChanged(prev, next *api.Assignment) bool {
+	if prev == nil {
+		return true
+	}
+	return !slices.EqualFunc(prev.Services, next.Services, serviceEqual)
+}
+
+func serviceEqual(a, b api.Service) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Type == b.Type && a.ClusterIP == b.ClusterIP &&
+		a.AffinitySeconds == b.AffinitySeconds && slices.EqualFunc(a.Ports, b.Ports, func(x, y api.ServicePort) bool {
+		return x.Name == y.Name && x.Protocol == y.Protocol && x.Port == y.Port && x.NodePort == y.NodePort &&
+			slices.Equal(x.Endpoints, y.Endpoints)
+	})
+}
+
+// servicesLoop programs the service table of the current assignment when it
+// changes, retries failures with back-off, and re-offers it every
+// servicesRecheck. It runs only when Config.Services is set.
+func (a *Agent) servicesLoop(ctx context.Context) {
+	recheck := time.NewTicker(servicesRecheck)
+	defer recheck.Stop()
+	retry := newBackoff(time.Second, 30*time.Second)
+	var retryC <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.servicesKick:
+		case <-recheck.C:
+		case <-retryC:
+		}
+		a.mu.Lock()
+		asg := a.assignment
+		a.mu.Unlock()
+		if asg == nil {
+			continue // nothing known yet: keep whatever the host has
+		}
+		if err := a.cfg.Services.Sync(ctx, asg.Services); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := retry.next()
+			a.log.Warn("programming services failed", "err", err, "services", len(asg.Services), "retry_in", d)
+			retryC = time.After(d)
+			continue
+		}
+		retry.reset()
+		retryC = nil
+	}
+}
