@@ -73,6 +73,7 @@ type Agent struct {
 	kick         chan struct{} // wakes the reconcile loop
 	changed      chan struct{} // wakes the report loop
 	servicesKick chan struct{} // wakes the services loop
+	svcMu        sync.Mutex    // serialises service programming
 	bg           sync.WaitGroup
 
 	mu             sync.Mutex

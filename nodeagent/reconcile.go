@@ -235,6 +235,9 @@ func (a *Agent) terminate(ctx context.Context, p runtime.Pod, why string) {
 	a.bg.Add(1)
 	go func() {
 		defer a.bg.Done()
+		if err := a.programServices(ctx); err != nil {
+			log.Warn("programming services before stopping a pod failed", "err", err)
+		}
 		err := a.cfg.Runtime.RemovePod(ctx, p.Name, grace)
 		if err != nil {
 			log.Warn("removing pod failed; will retry", "err", err)

@@ -53,22 +53,36 @@ func (a *Agent) servicesLoop(ctx context.Context) {
 		case <-recheck.C:
 		case <-retryC:
 		}
-		a.mu.Lock()
-		asg := a.assignment
-		a.mu.Unlock()
-		if asg == nil {
-			continue // nothing known yet: keep whatever the host has
-		}
-		if err := a.cfg.Services.Sync(ctx, asg.Services); err != nil {
+		if err := a.programServices(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			d := retry.next()
-			a.log.Warn("programming services failed", "err", err, "services", len(asg.Services), "retry_in", d)
+			a.log.Warn("programming services failed", "err", err, "retry_in", d)
 			retryC = time.After(d)
 			continue
 		}
 		retry.reset()
 		retryC = nil
 	}
+}
+
+// programServices programs the current assignment's service table now (a
+// no-op for the proxy when nothing changed). terminate calls it before
+// stopping a pod, so the pod has left every Service on this node before it
+// gets SIGTERM: a rolling update behind a Service then drops no request,
+// where Kubernetes leaves this race to preStop hooks.
+func (a *Agent) programServices(ctx context.Context) error {
+	if a.cfg.Services == nil {
+		return nil
+	}
+	a.svcMu.Lock()
+	defer a.svcMu.Unlock()
+	a.mu.Lock()
+	asg := a.assignment
+	a.mu.Unlock()
+	if asg == nil {
+		return nil // nothing known yet: keep whatever the host has
+	}
+	return a.cfg.Services.Sync(ctx, asg.Services)
 }

@@ -302,9 +302,10 @@ func isReady(p corev1.Pod) bool {
 	return false
 }
 
-// httpGet fetches url with a short timeout.
+// httpGet fetches url on a fresh connection (so every call goes through
+// the Service rules again) with a short timeout.
 func httpGet(url string) (int, string, error) {
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, "", err

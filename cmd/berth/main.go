@@ -55,6 +55,7 @@ func newRootCommand() *cobra.Command {
 		newSyncCommand(g),
 		newHistoryCommand(g),
 		newValidateCommand(),
+		newCleanupCommand(g),
 	)
 	return root
 }

@@ -18,6 +18,7 @@ import (
 	"berth.dev/berth/api/client"
 	"berth.dev/berth/nodeagent"
 	"berth.dev/berth/nodeagent/hostsetup"
+	"berth.dev/berth/nodeagent/proxy"
 	"berth.dev/berth/nodeagent/runtime/podman"
 	"berth.dev/berth/reconciler/controller"
 	"berth.dev/berth/reconciler/server"
@@ -147,10 +148,15 @@ func runUp(ctx context.Context, o *upOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	svcProxy, err := proxy.New(proxy.Config{Logger: log.With("component", "proxy")})
+	if err != nil {
+		return err
+	}
 	agent, err := nodeagent.New(nodeagent.Config{
 		NodeName:     o.nodeName,
 		DataDir:      filepath.Join(o.dataDir, "agent"),
 		Runtime:      rt,
+		Services:     svcProxy,
 		ControlPlane: client.New("http://"+ln.Addr().String(), nil),
 		Logger:       log.With("component", "agent", "node", o.nodeName),
 	})
@@ -207,8 +213,18 @@ func podmanSocket(ctx context.Context, o *upOptions, log *slog.Logger) (string, 
 	if err == nil {
 		return o.podman, func() {}, nil
 	}
-	log.Info("no Podman service answers; starting one", "tried", o.podman, "err", err)
 	dir := filepath.Join(o.dataDir, "podman")
+	own := "unix://" + filepath.Join(dir, "podman.sock")
+	pingCtx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	ownErr := podman.Ping(pingCtx, own)
+	cancel()
+	if ownErr == nil {
+		// Left running by a berth that was killed: it serves the same
+		// storage, so adopt it rather than start a second one.
+		log.Info("reusing the Podman service berth started before", "socket", own)
+		return own, func() {}, nil
+	}
+	log.Info("no Podman service answers; starting one", "tried", o.podman, "err", err)
 	conf, err := hostsetup.WriteContainersConf(dir)
 	if err != nil {
 		return "", nil, err

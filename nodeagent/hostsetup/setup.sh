@@ -19,7 +19,12 @@
 #               no pause image has to be pulled.
 #   iptables    netavark's port forwarding and masquerading, and berth's
 #               Service rules (go-iptables).
-#   git         berth follows Git repositories.
+#   iproute2    `bridge` turns on hairpin mode for pod ports (a pod reaching
+#               itself through its own Service).
+#   netavark    Podman's network stack: the bridge pods live on, reachable
+#               from the host, which berth's Services DNAT to.
+#   git         berth follows Git repositories (and go-git runs
+#               git-upload-pack for file:// repositories).
 #
 # containers.conf settings:
 #   default_ulimits nofile=1024:1024, nproc=4096:4096
@@ -50,7 +55,7 @@ command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: only Debian 12 an
 
 # Packages: install only what is missing, in one apt-get run.
 missing=""
-for pkg in podman runc iptables catatonit git; do
+for pkg in podman runc iptables iproute2 catatonit netavark git; do
 	if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
 		say "$pkg: already installed"
 	else
@@ -60,8 +65,11 @@ done
 if [ -n "$missing" ]; then
 	say "installing:$missing"
 	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	# With its recommends, as measured on these hosts: they bring netavark
+	# (the network stack berth's pod networking is tested with) rather
+	# than leaving apt free to satisfy podman with the CNI plugins.
 	# shellcheck disable=SC2086 # word splitting intended
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
 fi
 say "podman $(podman version --format '{{.Client.Version}}' 2>/dev/null || echo '?'), $(runc --version | head -n1)"
 

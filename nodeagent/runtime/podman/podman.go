@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/errorhandling"
@@ -94,6 +95,9 @@ type Runtime struct {
 	logger  *slog.Logger
 	opts    Options
 	version string
+
+	bridgeOnce sync.Mutex // guards bridge
+	bridge     string
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

@@ -212,6 +212,11 @@ func (r *Runtime) CreatePod(ctx context.Context, ps runtime.PodSpec) (runtime.Po
 	if err != nil {
 		return cleanup(fmt.Errorf("create pod %s: start infra: %w", ps.Name, err))
 	}
+	if err := r.enableHairpin(ctx); err != nil {
+		// Only a pod reaching itself through a Service suffers; say so
+		// rather than fail the pod.
+		r.logger.Warn("hairpin mode not enabled", "pod", ps.Name, "err", err)
+	}
 
 	// The pod's address exists only now that the infra runs; containers
 	// that ask for it (status.podIP in Kubernetes' downward API) get it.
