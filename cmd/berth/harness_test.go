@@ -169,6 +169,10 @@ func startBerth(t *testing.T, args ...string) *berthProc {
 	p.start()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
+		// Pods are removed by podmantest.Cleanup; the Service rules here.
+		if out, err := exec.Command(p.bin, "cleanup").CombinedOutput(); err != nil {
+			t.Errorf("berth cleanup: %v\n%s", err, out)
+		}
 		if t.Failed() {
 			t.Logf("berth logs:\n%s", tail(p.logs.String(), 150))
 		}
