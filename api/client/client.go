@@ -7,6 +7,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +35,15 @@ func New(server string, hc *http.Client) *Client {
 		hc = &http.Client{Transport: http.DefaultTransport}
 	}
 	return &Client{base: strings.TrimRight(server, "/"), http: hc}
+}
+
+// NewTLS returns a client for a controller serving https (e.g.
+// https://10.0.0.5:7070) that verifies it and authenticates itself with cfg,
+// typically from pki.LoadNodeCredentials or pki.LoadAdminCredentials.
+func NewTLS(server string, cfg *tls.Config) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return New(server, &http.Client{Transport: tr})
 }
 
 // Status fetches the controller's summary.

@@ -182,7 +182,7 @@ func TestSignCSR(t *testing.T) {
 			if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
 				t.Fatal("a client certificate must not serve as a server certificate")
 			}
-			if life := cert.NotAfter.Sub(time.Now()); life > LeafValidity || life < LeafValidity-time.Hour {
+			if life := time.Until(cert.NotAfter); life > LeafValidity || life < LeafValidity-time.Hour {
 				t.Errorf("certificate valid for %s more, want about %s", life, LeafValidity)
 			}
 			id, err := IdentityOf(cert)

@@ -11,6 +11,11 @@
 //	GET  /api/v1/nodes/{node}/assignment?after=N   long-poll; api.Assignment
 //	POST /api/v1/nodes/{node}/report               api.NodeReport
 //	POST /hooks/git                                webhook (X-Hub-Signature-256 when a secret is set)
+//	POST /api/v1/join                              a node's join token and CSR; pki.JoinResponse
+//
+// Without an Authority (berth up: one host, loopback) every route is open,
+// as on any local daemon socket. With one, the API runs over TLS and each
+// route says who may call it (see routes and auth.go).
 package server
 
 import (
@@ -32,6 +37,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"berth.dev/berth/api"
+	"berth.dev/berth/reconciler/pki"
 )
 
 // Controller is what the API serves; *controller.Controller implements it.
@@ -56,7 +62,14 @@ type Options struct {
 	// WebhookSecret, when set, is the HMAC-SHA256 key Git hosts sign
 	// webhook bodies with (GitHub's X-Hub-Signature-256).
 	WebhookSecret string
-	Logger        *slog.Logger
+	// Authority, when set, turns on multi-host mode: the handler must be
+	// served over TLS with the CA's listener configuration
+	// (pki.CA.ServerTLSConfig), nodes join through POST /api/v1/join, and
+	// every route but /healthz, the webhook and the join requires a client
+	// certificate of the right role. The webhook is refused unless
+	// WebhookSecret is set. Nil serves every route without authentication.
+	Authority Authority
+	Logger    *slog.Logger
 }
 
 // maxBody bounds request bodies; a node report for hundreds of pods fits.
@@ -68,16 +81,38 @@ func New(c Controller, opts Options) http.Handler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{c: c, opts: opts}
+	if opts.Authority != nil && opts.WebhookSecret == "" {
+		opts.Logger.Warn("POST /hooks/git is disabled: a controller serving several hosts needs a webhook secret")
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) })
-	mux.HandleFunc("GET /api/v1/history", s.history)
-	mux.HandleFunc("GET /api/v1/{resource}", s.list)
-	mux.HandleFunc("POST /api/v1/sync", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Sync(r.Context())) })
-	mux.HandleFunc("GET /api/v1/nodes/{node}/assignment", s.assignment)
-	mux.HandleFunc("POST /api/v1/nodes/{node}/report", s.report)
-	mux.HandleFunc("POST /hooks/git", s.webhook)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.guard(rt))
+	}
 	return mux
+}
+
+// route is one endpoint of the API and who may call it. New registers
+// exactly the routes listed here, and the authentication tests walk the same
+// list, so a new route cannot go unchecked.
+type route struct {
+	pattern string // http.ServeMux pattern
+	access  access
+	handler http.HandlerFunc
+}
+
+func (s *server) routes() []route {
+	c := s.c
+	return []route{
+		{"GET /healthz", accessOpen, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }},
+		{"GET /api/v1/status", accessAdmin, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) }},
+		{"GET /api/v1/history", accessAdmin, s.history},
+		{"GET /api/v1/{resource}", accessAdmin, s.list},
+		{"POST /api/v1/sync", accessAdmin, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Sync(r.Context())) }},
+		{"GET /api/v1/nodes/{node}/assignment", accessNode, s.assignment},
+		{"POST /api/v1/nodes/{node}/report", accessNode, s.report},
+		{"POST /hooks/git", accessWebhook, s.webhook},
+		{"POST " + pki.JoinPath, accessJoin, s.join},
+	}
 }
 
 type server struct {
@@ -162,6 +197,12 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	if s.opts.WebhookSecret == "" && s.opts.Authority != nil {
+		// Reachable from anywhere without a client certificate, an
+		// unsigned webhook would let anyone make the controller fetch.
+		httpError(w, http.StatusForbidden, errors.New("webhook disabled: a controller serving several hosts accepts webhooks only with --webhook-secret"))
 		return
 	}
 	if s.opts.WebhookSecret != "" {
