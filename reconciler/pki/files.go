@@ -21,6 +21,10 @@ const (
 	lockFile      = ".lock"
 )
 
+// Dir is where berth keeps these files under a controller's or an agent's
+// data directory: <data-dir>/pki.
+func Dir(dataDir string) string { return filepath.Join(dataDir, "pki") }
+
 // writeFile replaces path atomically with data, mode 0600: a reader sees the
 // old file or the new one, never half of one, and a crash leaves no partial
 // key behind.
