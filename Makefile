@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 BIN       := bin/berth
 DEMO_DIR  := $(CURDIR)/.berth/demo
 
-.PHONY: all build setup images demo demo-clean test test-short lint bench clean
+.PHONY: all build setup images demo demo-clean test test-short lint bench bench-e2e clean
 
 all: build
 
@@ -34,7 +34,12 @@ images:
 demo: setup build images
 	@examples/demo.sh "$(DEMO_DIR)" "$(CURDIR)/$(BIN)"
 
-demo-clean:
+demo-# bench-e2e measures commit-to-serving on real Podman (root): the webhook to
+# the first answer of the new version, and to the whole rollout.
+bench-e2e:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench BenchmarkCommitToServing -benchtime 5x -count 3 ./cmd/berth | tee bench-e2e.out
+
+clean:
 	-@podman pod ls -q --filter label=berth.dev/managed=true | xargs -r podman pod rm -f -t 1
 	rm -rf "$(DEMO_DIR)"
 
@@ -55,7 +60,12 @@ lint:
 
 # bench runs the scale benchmarks (fakes, no Podman); compare runs with benchstat.
 bench:
-	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... | tee bench.out
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... ./api/... | tee bench.out
+
+# bench-e2e measures commit-to-serving on real Podman (root): the webhook to
+# the first answer of the new version, and to the whole rollout.
+bench-e2e:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench BenchmarkCommitToServing -benchtime 5x -count 3 ./cmd/berth | tee bench-e2e.out
 
 clean:
-	rm -rf bin bench.out
+	rm -rf bin bench.out bench-e2e.out

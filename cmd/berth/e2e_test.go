@@ -22,7 +22,7 @@ import (
 
 // copyExample puts examples/hello/deploy into the repo's deploy/ folder, so
 // the example users run is the one the tests prove.
-func copyExample(t *testing.T, r *gitRepo) {
+func copyExample(t testing.TB, r *gitRepo) {
 	t.Helper()
 	src := filepath.Join(podmantest.ModuleRoot(t), "examples", "hello", "deploy")
 	entries, err := os.ReadDir(src)

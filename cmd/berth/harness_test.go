@@ -34,7 +34,7 @@ var buildOnce struct {
 }
 
 // berthBinary builds cmd/berth once per test process.
-func berthBinary(t *testing.T) string {
+func berthBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "berth-e2e-bin-")
@@ -58,11 +58,11 @@ func berthBinary(t *testing.T) string {
 // gitRepo is a bare repository berth follows plus a working clone the test
 // commits to, both on local disk (file://).
 type gitRepo struct {
-	t          *testing.T
+	t          testing.TB
 	bare, work string
 }
 
-func newGitRepo(t *testing.T) *gitRepo {
+func newGitRepo(t testing.TB) *gitRepo {
 	t.Helper()
 	dir := t.TempDir()
 	r := &gitRepo{t: t, bare: filepath.Join(dir, "repo.git"), work: filepath.Join(dir, "work")}
@@ -108,7 +108,7 @@ func (r *gitRepo) commit(msg string) string {
 
 // berthProc is one running `berth up`.
 type berthProc struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	server  string
 	node    string
@@ -137,7 +137,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -150,7 +150,7 @@ func freeAddr(t *testing.T) string {
 // startBerth runs `berth up` with its own data dir and its own Podman service
 // (the --podman socket given does not exist, so berth starts one), and a
 // node name unique to the test so its pods can be told apart and cleaned up.
-func startBerth(t *testing.T, args ...string) *berthProc {
+func startBerth(t testing.TB, args ...string) *berthProc {
 	t.Helper()
 	podmantest.Require(t)
 	p := &berthProc{
@@ -319,7 +319,7 @@ func httpGet(url string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
