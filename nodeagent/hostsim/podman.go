@@ -19,13 +19,19 @@ import (
 // Several Podman 4.3.1 services coexist on one machine when each has its
 // own --root, --runroot, --tmpdir and --network-config-dir (measured):
 //   - libpod's state database lives in <root>/libpod and records the
-//     static, tmp, graph and run directories it was created with; a service
-//     that shares a root but not the tmp dir is refused, so nothing is
-//     shared.
-//   - netavark's state (IPAM allocations, lock) lives under the runroot and
-//     the network definitions under the network config dir; the default
+//     directories it was created with: reusing a root with another
+//     --runroot fails with "database configuration mismatch". Nothing is
+//     shared between nodes, so each node's database is consistent by
+//     construction.
+//   - The network definitions live in the network config dir; the default
 //     network's subnet comes from containers.conf [network] default_subnet,
-//     which netavark 1.4 honours: no network needs to be created.
+//     which Podman 4.3.1 with netavark 1.4 honours: no network is created.
+//   - IP allocations are not per node: rootful Podman keeps its IPAM
+//     database at the fixed /run/containers/networks/ipam.db (not under
+//     --runroot), shared by every service on the machine, the host's own
+//     included. Allocations are kept per subnet, so distinct pod subnets
+//     never collide; addresses are handed out round-robin, so a node's
+//     first pod is not always .2.
 //   - The SHM lock segment (/dev/shm/libpod_lock) is shared by every rootful
 //     Podman on the machine; its allocation bitmap lives in the segment
 //     itself (libpod/lock/shm), so the services draw from one pool of 2048

@@ -1,0 +1,82 @@
+// Command hostsim runs a simulated multi-host cluster on this machine (see
+// package hostsim and docs/multihost.md) until interrupted:
+//
+//	hostsim up --name demo --nodes 3 --dir /var/tmp/demo [--image localhost/app:v1 ...]
+//
+// It prints the cluster (bridge address, and per node: name, namespace,
+// address, pod subnet, Podman socket, data dir) as JSON on stdout, waits
+// for Ctrl-C or SIGTERM, then removes everything it created.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"berth.dev/berth/nodeagent/hostsim"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(os.Args[1:], logger); err != nil {
+		fmt.Fprintln(os.Stderr, "hostsim:", err)
+		os.Exit(1)
+	}
+}
+
+// imageList collects repeated --image flags.
+type imageList []string
+
+func (l *imageList) String() string     { return strings.Join(*l, ",") }
+func (l *imageList) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(args []string, logger *slog.Logger) error {
+	if len(args) == 0 || args[0] != "up" {
+		return errors.New("usage: hostsim up [--name NAME] [--nodes N] [--dir DIR] [--image TAG]...")
+	}
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	name := fs.String("name", "demo", "prefix of every namespace and interface (1-8 lowercase letters or digits)")
+	nodes := fs.Int("nodes", 3, "number of simulated hosts")
+	dir := fs.String("dir", "", "scratch directory for node storage (default: a new temporary directory)")
+	var images imageList
+	fs.Var(&images, "image", "image tag in the host's Podman storage to copy into every node (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "hostsim-"+*name+"-data-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+
+	// Ctrl-C during start-up cancels it; New then removes what it made.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	c, err := hostsim.New(startCtx, hostsim.Options{Name: *name, Nodes: *nodes, Dir: *dir, Images: images, Logger: logger})
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(c); err != nil {
+		return errors.Join(err, c.Close())
+	}
+	logger.Info("cluster running; press Ctrl-C to remove it")
+	<-ctx.Done()
+	return c.Close()
+}
