@@ -40,7 +40,7 @@ func (l *imageList) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(args []string, logger *slog.Logger) error {
 	if len(args) == 0 || args[0] != "up" {
-		return errors.New("usage: hostsim up [--name NAME] [--nodes N] [--dir DIR] [--image TAG]...")
+		return errors.New("usage: hostsim up [--name NAME] [--nodes N] [--dir DIR] [--image TAG (repeatable)]")
 	}
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	name := fs.String("name", "demo", "prefix of every namespace and interface (1-8 lowercase letters or digits)")
