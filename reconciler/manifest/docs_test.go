@@ -24,6 +24,8 @@ var docSections = []struct {
 	{reflect.TypeFor[appsv1.DeploymentSpec](), "Deployment spec"},
 	{reflect.TypeFor[corev1.Pod](), "Pod"},
 	{reflect.TypeFor[corev1.PodSpec](), "pod spec (Pod spec, Deployment spec.template.spec)"},
+	{reflect.TypeFor[corev1.Affinity](), "pod spec affinity"},
+	{reflect.TypeFor[corev1.NodeAffinity](), "affinity.nodeAffinity"},
 	{reflect.TypeFor[corev1.Container](), "container (spec.containers[*])"},
 	{reflect.TypeFor[corev1.ContainerPort](), "container port"},
 	{reflect.TypeFor[corev1.EnvVarSource](), "env[*].valueFrom"},

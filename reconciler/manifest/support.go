@@ -164,7 +164,7 @@ var rules = map[reflect.Type]map[string]rule{
 		"securityContext":               noSecurityContext("the pod securityContext"),
 		"imagePullSecrets":              warnRule("images are pulled with the node's own Podman credentials"),
 		"subdomain":                     warnRule("berth has no cluster DNS"),
-		"affinity":                      noSched("affinity; use nodeSelector"),
+		"affinity":                      act(),
 		"schedulerName":                 warnUnless("default-scheduler", "berth has one scheduler"),
 		"tolerations":                   noSched("taints and tolerations"),
 		"hostAliases":                   warnRule("/etc/hosts entries are not added"),
@@ -185,6 +185,27 @@ var rules = map[reflect.Type]map[string]rule{
 		"hostnameOverride":              warnRule("the pod hostname is metadata.name or spec.hostname"),
 		"schedulingGroup":               noSched("scheduling groups"),
 		"evictionResponders":            warnRule("berth does not evict pods"),
+	},
+	reflect.TypeFor[corev1.Affinity](): {
+		"nodeAffinity":    act(),
+		"podAffinity":     noSched("pod affinity; it spreads each Deployment's replicas across nodes by default"),
+		"podAntiAffinity": noSched("pod anti-affinity; it spreads each Deployment's replicas across nodes by default"),
+	},
+	reflect.TypeFor[corev1.NodeAffinity](): {
+		"requiredDuringSchedulingIgnoredDuringExecution":  act(),
+		"preferredDuringSchedulingIgnoredDuringExecution": noSched("preferred node affinity; only required node affinity is applied"),
+	},
+	reflect.TypeFor[corev1.NodeSelector](): {
+		"nodeSelectorTerms": act(),
+	},
+	reflect.TypeFor[corev1.NodeSelectorTerm](): {
+		"matchExpressions": act(),
+		"matchFields":      act(),
+	},
+	reflect.TypeFor[corev1.NodeSelectorRequirement](): {
+		"key":      act(),
+		"operator": act(),
+		"values":   act(),
 	},
 	reflect.TypeFor[corev1.Container](): {
 		"name":                     act(),

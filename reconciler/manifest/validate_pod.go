@@ -66,6 +66,7 @@ func validatePodSpec(spec *corev1.PodSpec, ctx podContext, p *field.Path, f *fin
 		f.add(field.NotSupported(p.Child("dnsPolicy"), spec.DNSPolicy, dnsPolicies))
 	}
 	f.add(metav1validation.ValidateLabels(spec.NodeSelector, p.Child("nodeSelector"))...)
+	validateAffinity(spec.Affinity, p.Child("affinity"), f)
 	if spec.Hostname != "" {
 		for _, msg := range validation.IsDNS1123Label(spec.Hostname) {
 			f.add(field.Invalid(p.Child("hostname"), spec.Hostname, msg))

@@ -178,6 +178,47 @@ func TestRules(t *testing.T) {
 			errs: []want{{pod + ".nodeName", "use nodeSelector"}}},
 		{name: "nodeSelector", doc: variant(t, baseDeployment, set(pod+".nodeSelector", "{'bad key!': x}")),
 			errs: []want{{pod + ".nodeSelector", `Invalid value: "bad key!"`}}},
+		{name: "required node affinity", doc: variant(t, baseDeployment, set(pod+".affinity", `{nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+			{matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [a, b]}, {key: gpu, operator: Exists}, {key: spot, operator: DoesNotExist}]},
+			{matchExpressions: [{key: gen, operator: Gt, values: ['3']}, {key: tier, operator: NotIn, values: [edge]}], matchFields: [{key: metadata.name, operator: NotIn, values: [host-a]}]}]}}}`))},
+		{name: "node affinity without terms", doc: variant(t, baseDeployment, set(pod+".affinity", "{nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}")),
+			errs: []want{{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms", "Required value: must have at least one node selector term"}}},
+		{name: "node affinity value counts", doc: variant(t, baseDeployment, set(pod+".affinity", `{nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+			{matchExpressions: [{key: a, operator: In}, {key: b, operator: Exists, values: [x]}, {key: c, operator: Gt, values: ['1', '2']}, {key: d, operator: Lt}]}]}}}`)),
+			errs: []want{
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values", "Required value: must be specified when `operator` is 'In' or 'NotIn'"},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[1].values", "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[2].values", "must be specified single value when `operator` is 'Lt' or 'Gt'"},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[3].values", "must be specified single value when `operator` is 'Lt' or 'Gt'"},
+			}},
+		{name: "node affinity operator, key and values", doc: variant(t, baseDeployment, set(pod+".affinity", `{nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+			{matchExpressions: [{key: zone, operator: Like, values: [a]}, {key: 'bad key!', operator: In, values: ['bad value!']}]}]}}}`)),
+			errs: []want{
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator", `Unsupported value: "Like": supported values: "In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"`},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[1].key", `Invalid value: "bad key!"`},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[1].values[0]", `Invalid value: "bad value!"`},
+			}},
+		{name: "node affinity fields", doc: variant(t, baseDeployment, set(pod+".affinity", `{nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+			{matchFields: [{key: metadata.uid, operator: In, values: [x]}, {key: metadata.name, operator: Exists}, {key: metadata.name, operator: In, values: [a, b]}, {key: metadata.name, operator: In, values: [Host_A]}]}]}}}`)),
+			errs: []want{
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key", `Unsupported value: "metadata.uid": supported values: "metadata.name"`},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[1].operator", `Unsupported value: "Exists"`},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[2].values", "must be only one value"},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[3].values[0]", `Invalid value: "Host_A"`},
+			}},
+		{name: "affinity berth does not act on", doc: variant(t, baseDeployment, set(pod+".affinity", `{
+			nodeAffinity: {
+				requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{}, {matchExpressions: [{key: gen, operator: Gt, values: [four]}]}]},
+				preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, preference: {matchExpressions: [{key: a, operator: Exists}]}}]},
+			podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone, labelSelector: {matchLabels: {app: db}}}]},
+			podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, podAffinityTerm: {topologyKey: kubernetes.io/hostname}}]}}`)),
+			warns: []want{
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]", "an empty term matches no node"},
+				{pod + ".affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1].matchExpressions[0].values[0]", `"four" is not an integer`},
+				{pod + ".affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution", "only required node affinity is applied"},
+				{pod + ".affinity.podAffinity", "spreads each Deployment's replicas across nodes by default"},
+				{pod + ".affinity.podAntiAffinity", "spreads each Deployment's replicas across nodes by default"},
+			}},
 		{name: "ignored pod fields", doc: variant(t, baseDeployment,
 			set(pod+".serviceAccountName", "web"), set(pod+".securityContext", "{runAsUser: 1000}"), set(pod+".tolerations", "[{key: x, operator: Exists}]"),
 			set(pod+".dnsPolicy", "ClusterFirst"), set(pod+".schedulerName", "default-scheduler"), set(c0+".lifecycle", "{preStop: {exec: {command: [sleep, '5']}}}"),
