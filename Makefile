@@ -34,12 +34,7 @@ images:
 demo: setup build images
 	@examples/demo.sh "$(DEMO_DIR)" "$(CURDIR)/$(BIN)"
 
-demo-# bench-e2e measures commit-to-serving on real Podman (root): the webhook to
-# the first answer of the new version, and to the whole rollout.
-bench-e2e:
-	$(GO) test $(GOFLAGS) -run '^$$' -bench BenchmarkCommitToServing -benchtime 5x -count 3 ./cmd/berth | tee bench-e2e.out
-
-clean:
+demo-clean:
 	-@podman pod ls -q --filter label=berth.dev/managed=true | xargs -r podman pod rm -f -t 1
 	rm -rf "$(DEMO_DIR)"
 
@@ -61,6 +56,11 @@ lint:
 # bench runs the scale benchmarks (fakes, no Podman); compare runs with benchstat.
 bench:
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... ./api/... | tee bench.out
+
+# bench-e2e measures commit-to-serving on real Podman (root): the webhook to
+# the first answer of the new version, and to the whole rollout.
+bench-e2e:
+	$(GO) test $(GOFLAGS) -run '^$$' -bench BenchmarkCommitToServing -benchtime 5x -count 3 ./cmd/berth | tee bench-e2e.out
 
 # bench-e2e measures commit-to-serving on real Podman (root): the webhook to
 # the first answer of the new version, and to the whole rollout.
