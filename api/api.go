@@ -37,6 +37,17 @@ type Assignment struct {
 	// Services is the whole service table with its ready endpoints: every
 	// node programs every Service, as kube-proxy does.
 	Services []Service `json:"services,omitempty"`
+	// Nodes lists every Ready node's address and pod subnet, so agents can
+	// route pod traffic between hosts without an overlay (like flannel's
+	// host-gw): a route to each other node's PodSubnet via its Address.
+	Nodes []NodeRoute `json:"nodes,omitempty"`
+}
+
+// NodeRoute is where one node's pods are reached.
+type NodeRoute struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	PodSubnet string `json:"podSubnet"`
 }
 
 // Service is one Service as the node proxies program it: addresses already
@@ -77,6 +88,9 @@ type NodeReport struct {
 	Addresses  []string            `json:"addresses,omitempty"`
 	Labels     map[string]string   `json:"labels,omitempty"`
 	Capacity   corev1.ResourceList `json:"capacity,omitempty"`
+	// PodSubnet is the CIDR this node's pods get addresses from (its
+	// Podman network); Addresses[0] is where other nodes reach it.
+	PodSubnet string `json:"podSubnet,omitempty"`
 	Generation int64               `json:"generation"` // last assignment applied
 	Time       time.Time           `json:"time"`
 	Pods       []PodReport         `json:"pods"`
