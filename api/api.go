@@ -84,16 +84,16 @@ type Endpoint struct {
 // NodeReport is what an agent sends back: its identity, capacity and the
 // observed status of every pod it runs. It doubles as a heartbeat.
 type NodeReport struct {
-	Node       string              `json:"node"`
-	Addresses  []string            `json:"addresses,omitempty"`
-	Labels     map[string]string   `json:"labels,omitempty"`
-	Capacity   corev1.ResourceList `json:"capacity,omitempty"`
+	Node      string              `json:"node"`
+	Addresses []string            `json:"addresses,omitempty"`
+	Labels    map[string]string   `json:"labels,omitempty"`
+	Capacity  corev1.ResourceList `json:"capacity,omitempty"`
 	// PodSubnet is the CIDR this node's pods get addresses from (its
 	// Podman network); Addresses[0] is where other nodes reach it.
-	PodSubnet string `json:"podSubnet,omitempty"`
-	Generation int64               `json:"generation"` // last assignment applied
-	Time       time.Time           `json:"time"`
-	Pods       []PodReport         `json:"pods"`
+	PodSubnet  string      `json:"podSubnet,omitempty"`
+	Generation int64       `json:"generation"` // last assignment applied
+	Time       time.Time   `json:"time"`
+	Pods       []PodReport `json:"pods"`
 }
 
 // PodReport is one pod's observed state on a node.
