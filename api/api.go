@@ -4,10 +4,15 @@
 package api
 
 import (
+	"errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
+
+// ErrNotFound is wrapped by errors about an object that does not exist (an
+// unknown node, say); the API answers 404 for it.
+var ErrNotFound = errors.New("not found")
 
 // Labels berth puts on every Podman pod it creates. Ownership is decided by
 // these labels: the agent never touches a pod without LabelManaged.
@@ -154,11 +159,19 @@ type DeploymentHealth struct {
 
 // NodeInfo is one node as the controller sees it.
 type NodeInfo struct {
-	Name          string    `json:"name"`
-	Ready         bool      `json:"ready"`
-	LastHeartbeat time.Time `json:"lastHeartbeat"`
-	Pods          int       `json:"pods"`
-	Addresses     []string  `json:"addresses,omitempty"`
+	Name          string            `json:"name"`
+	Ready         bool              `json:"ready"`
+	Unschedulable bool              `json:"unschedulable,omitempty"` // cordoned
+	Draining      bool              `json:"draining,omitempty"`
+	LastHeartbeat time.Time         `json:"lastHeartbeat"`
+	Pods          int               `json:"pods"`
+	Addresses     []string          `json:"addresses,omitempty"`
+	PodSubnet     string            `json:"podSubnet,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	// Capacity is what the node reported (cpu, memory); Allocated sums the
+	// requests of the pods bound to it, as the scheduler counts them.
+	Capacity  corev1.ResourceList `json:"capacity,omitempty"`
+	Allocated corev1.ResourceList `json:"allocated,omitempty"`
 }
 
 // HistoryEntry records what happened to one revision.

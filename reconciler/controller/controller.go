@@ -83,6 +83,8 @@ type Controller struct {
 	allocations   services.Allocations
 	services      []*corev1.Service // applied Services with allocations filled in
 	nodes         map[string]*nodeState
+	nodeMeta      map[string]nodeMeta // cordoned or draining nodes
+	unschedulable map[string]string   // pod key -> why no node fits
 	generation    int64
 	assignments   map[string]*api.Assignment
 	changed       chan struct{} // closed and replaced whenever an assignment changes
@@ -141,22 +143,24 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		cfg.Names = randomNames{}
 	}
 	c := &Controller{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		decoder:     manifest.NewDecoder(),
-		started:     cfg.Now(),
-		kick:        make(chan struct{}, 1),
-		fetchReqs:   make(chan chan api.SyncResult),
-		fetchSoon:   make(chan struct{}, 1),
-		replicaSets: map[string]*appsv1.ReplicaSet{},
-		pods:        map[string]*corev1.Pod{},
-		terminating: map[string]*corev1.Pod{},
-		deployments: map[string]plan.DeploymentStatus{},
-		failed:      map[string]failedTemplate{},
-		allocations: services.Allocations{},
-		nodes:       map[string]*nodeState{},
-		assignments: map[string]*api.Assignment{},
-		changed:     make(chan struct{}),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		decoder:       manifest.NewDecoder(),
+		started:       cfg.Now(),
+		kick:          make(chan struct{}, 1),
+		fetchReqs:     make(chan chan api.SyncResult),
+		fetchSoon:     make(chan struct{}, 1),
+		replicaSets:   map[string]*appsv1.ReplicaSet{},
+		pods:          map[string]*corev1.Pod{},
+		terminating:   map[string]*corev1.Pod{},
+		deployments:   map[string]plan.DeploymentStatus{},
+		failed:        map[string]failedTemplate{},
+		allocations:   services.Allocations{},
+		nodes:         map[string]*nodeState{},
+		nodeMeta:      map[string]nodeMeta{},
+		unschedulable: map[string]string{},
+		assignments:   map[string]*api.Assignment{},
+		changed:       make(chan struct{}),
 	}
 	if err := c.load(ctx); err != nil {
 		return nil, err
@@ -185,6 +189,13 @@ func (c *Controller) load(ctx context.Context) error {
 	}
 	for _, s := range statuses {
 		c.deployments[objKey(s.Namespace, s.Name)] = s
+	}
+	metas, err := store.List[nodeMeta](ctx, c.cfg.Store, store.Nodes)
+	if err != nil {
+		return fmt.Errorf("load nodes: %w", err)
+	}
+	for _, m := range metas {
+		c.nodeMeta[m.Name] = m
 	}
 	failed, err := store.List[failedTemplate](ctx, c.cfg.Store, store.FailedTemplates)
 	if err != nil {

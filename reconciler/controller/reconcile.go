@@ -68,6 +68,7 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 		return time.Second
 	}
 
+	c.evictLocked(ctx, now)
 	deployments := withConfigDigest(c.desired)
 	in := plan.Input{
 		Now:            now,
@@ -96,34 +97,33 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 	for _, pod := range p.DeletePods {
 		b.Delete(store.Pods, objKey(pod.Namespace, pod.Name))
 	}
-	load := c.nodeLoadLocked()
-	for _, pod := range p.DeletePods {
-		if n := pod.Spec.NodeName; n != "" {
-			load[n]--
+	// Bind new pods, and pods left unbound by earlier passes, oldest first.
+	var pending []*corev1.Pod
+	for _, k := range sortedKeys(c.pods) {
+		if p := c.pods[k]; p.Spec.NodeName == "" {
+			pending = append(pending, p)
 		}
 	}
 	for _, pod := range p.CreatePods {
-		if pod.Spec.NodeName != "" {
-			continue // pinned in the manifest
+		if pod.Spec.NodeName == "" {
+			pending = append(pending, pod)
 		}
-		pod.Spec.NodeName = c.pickNodeLocked(now, load)
-		if pod.Spec.NodeName != "" {
-			load[pod.Spec.NodeName]++
+	}
+	bindings := c.scheduleLocked(now, pending)
+	for _, pod := range p.CreatePods {
+		if n, ok := bindings[objKey(pod.Namespace, pod.Name)]; ok {
+			pod.Spec.NodeName = n
 		}
 		b.Put(store.Pods, objKey(pod.Namespace, pod.Name), stripStatus(pod))
 	}
-	// Unbound pods from earlier passes get another chance at a node.
 	var bound []*corev1.Pod
-	for _, pod := range c.pods {
-		if pod.Spec.NodeName != "" {
-			continue
-		}
-		if node := c.pickNodeLocked(now, load); node != "" {
+	for _, k := range sortedKeys(c.pods) {
+		pod := c.pods[k]
+		if n, ok := bindings[k]; ok && pod.Spec.NodeName == "" {
 			cp := pod.DeepCopy()
-			cp.Spec.NodeName = node
-			load[node]++
+			cp.Spec.NodeName = n
 			bound = append(bound, cp)
-			b.Put(store.Pods, objKey(cp.Namespace, cp.Name), cp)
+			b.Put(store.Pods, k, cp)
 		}
 	}
 	statusChanged := map[string]plan.DeploymentStatus{}
@@ -171,6 +171,7 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 	}
 	for _, pod := range p.DeletePods {
 		k := objKey(pod.Namespace, pod.Name)
+		delete(c.unschedulable, k)
 		if live, ok := c.pods[k]; ok && live.Spec.NodeName != "" {
 			gone := live.DeepCopy()
 			ts := metav1.NewTime(now)
@@ -279,41 +280,15 @@ func (c *Controller) withStatusLocked(p *corev1.Pod) *corev1.Pod {
 		}
 	}
 	if p.Spec.NodeName == "" {
+		msg := c.unschedulable[objKey(p.Namespace, p.Name)]
+		if msg == "" {
+			msg = "waiting for the scheduler"
+		}
 		cp.Status.Conditions = []corev1.PodCondition{{
-			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
-			Message: "0 nodes are available",
+			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: msg,
 		}}
 	}
 	return &cp
-}
-
-// nodeLoadLocked counts bound pods per node.
-func (c *Controller) nodeLoadLocked() map[string]int {
-	load := map[string]int{}
-	for name := range c.nodes {
-		load[name] = 0
-	}
-	for _, p := range c.pods {
-		if p.Spec.NodeName != "" {
-			load[p.Spec.NodeName]++
-		}
-	}
-	return load
-}
-
-// pickNodeLocked binds to the ready node with the fewest pods (ties by
-// name, so the answer is deterministic). It returns "" when no node is ready.
-func (c *Controller) pickNodeLocked(now time.Time, load map[string]int) string {
-	best := ""
-	for name, n := range c.nodes {
-		if now.Sub(n.lastSeen) > c.cfg.NodeGrace {
-			continue
-		}
-		if best == "" || load[name] < load[best] || (load[name] == load[best] && name < best) {
-			best = name
-		}
-	}
-	return best
 }
 
 // rebuildAssignmentsLocked recomputes every node's assignment and wakes the
@@ -329,6 +304,7 @@ func (c *Controller) rebuildAssignmentsLocked() {
 		}
 	}
 	table := services.Table(c.services, c.livePodsLocked())
+	routes := c.nodeRoutesLocked(c.cfg.Now())
 	changed := false
 	for node, pods := range byNode {
 		sort.Slice(pods, func(i, j int) bool {
@@ -337,6 +313,7 @@ func (c *Controller) rebuildAssignmentsLocked() {
 		a := &api.Assignment{Node: node, Pods: pods}
 		a.ConfigMaps, a.Secrets = c.referencedConfigLocked(pods)
 		a.Services = table
+		a.Nodes = routes
 		prev := c.assignments[node]
 		if prev != nil && assignmentDigest(prev) == assignmentDigest(a) {
 			continue
@@ -506,13 +483,17 @@ func stripStatus(p *corev1.Pod) *corev1.Pod {
 
 func mapValues[V any](m map[string]V) []V {
 	out := make([]V, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		out = append(out, m[k])
-	}
-	return out
+	return keys
 }

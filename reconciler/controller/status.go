@@ -73,17 +73,7 @@ func (c *Controller) Status() api.Status {
 			}
 		}
 	}
-	load := c.nodeLoadLocked()
-	for name, n := range c.nodes {
-		s.Nodes = append(s.Nodes, api.NodeInfo{
-			Name:          name,
-			Ready:         now.Sub(n.lastSeen) <= c.cfg.NodeGrace,
-			LastHeartbeat: n.lastSeen,
-			Pods:          load[name],
-			Addresses:     n.report.Addresses,
-		})
-	}
-	sort.Slice(s.Nodes, func(i, j int) bool { return s.Nodes[i].Name < s.Nodes[j].Name })
+	s.Nodes = c.nodesLocked(now)
 	return s
 }
 

@@ -162,3 +162,11 @@ func podRequests(spec *corev1.PodSpec) (req, score resources) {
 	score.setMax(&initMaxNZ)
 	return req, score
 }
+
+// Requests is what a pod asks of its node in CPU (millicores) and memory
+// (bytes), counted as the scheduler counts them, for showing a node's
+// allocated resources.
+func Requests(spec *corev1.PodSpec) (milliCPU, memory int64) {
+	req, _ := podRequests(spec)
+	return req.milliCPU, req.memory
+}

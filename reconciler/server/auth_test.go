@@ -169,7 +169,7 @@ func samplePath(t *testing.T, pattern string, node string) (method, path string)
 	if !ok {
 		t.Fatalf("route %q has no method", pattern)
 	}
-	path = strings.NewReplacer("{resource}", "pods", "{node}", node).Replace(path)
+	path = strings.NewReplacer("{resource}", "pods", "{node}", node, "{action}", "cordon").Replace(path)
 	if strings.ContainsAny(path, "{}") {
 		t.Fatalf("route %q: give its wildcard a sample value in samplePath", pattern)
 	}

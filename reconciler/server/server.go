@@ -5,9 +5,10 @@
 //	GET  /healthz                                  liveness of the controller
 //	GET  /api/v1/status                            api.Status
 //	GET  /api/v1/history                           []api.HistoryEntry
-//	GET  /api/v1/{pods|deployments|replicasets|services|endpointslices|configmaps|secrets}?namespace=NS
+//	GET  /api/v1/{pods|deployments|replicasets|services|endpointslices|configmaps|secrets|nodes}?namespace=NS
 //	                                               a v1 List (Secrets without values)
 //	POST /api/v1/sync                              fetch now; api.SyncResult
+//	POST /api/v1/nodes/{node}/{cordon|uncordon|drain}
 //	GET  /api/v1/nodes/{node}/assignment?after=N   long-poll; api.Assignment
 //	POST /api/v1/nodes/{node}/report               api.NodeReport
 //	POST /hooks/git                                webhook (X-Hub-Signature-256 when a secret is set)
@@ -55,6 +56,10 @@ type Controller interface {
 	EndpointSlices(namespace string) []discoveryv1.EndpointSlice
 	ConfigMaps(namespace string) []corev1.ConfigMap
 	Secrets(namespace string) []corev1.Secret
+	Nodes() []api.NodeInfo
+	// Cordon marks a node unschedulable (cordon), schedulable again
+	// (neither), or unschedulable with its pods evicted (drain).
+	Cordon(ctx context.Context, node string, cordon, drain bool) error
 }
 
 // Options configure the handler.
@@ -107,6 +112,7 @@ func (s *server) routes() []route {
 		{"GET /api/v1/status", accessAdmin, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) }},
 		{"GET /api/v1/history", accessAdmin, s.history},
 		{"GET /api/v1/{resource}", accessAdmin, s.list},
+		{"POST /api/v1/nodes/{node}/{action}", accessAdmin, s.nodeAction},
 		{"POST /api/v1/sync", accessAdmin, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Sync(r.Context())) }},
 		{"GET /api/v1/nodes/{node}/assignment", accessNode, s.assignment},
 		{"POST /api/v1/nodes/{node}/report", accessNode, s.report},
@@ -146,6 +152,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		items = s.c.Services(ns)
 	case "endpointslices":
 		items = s.c.EndpointSlices(ns)
+	case "nodes":
+		items = s.c.Nodes()
 	case "configmaps":
 		items = s.c.ConfigMaps(ns)
 	case "secrets":
@@ -155,6 +163,30 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+// nodeAction cordons, uncordons or drains a node.
+func (s *server) nodeAction(w http.ResponseWriter, r *http.Request) {
+	var cordon, drain bool
+	switch r.PathValue("action") {
+	case "cordon":
+		cordon = true
+	case "uncordon":
+	case "drain":
+		drain = true
+	default:
+		httpError(w, http.StatusNotFound, fmt.Errorf("unknown node action %q: want cordon, uncordon or drain", r.PathValue("action")))
+		return
+	}
+	if err := s.c.Cordon(r.Context(), r.PathValue("node"), cordon, drain); err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, api.ErrNotFound) {
+			code = http.StatusNotFound
+		}
+		httpError(w, code, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *server) assignment(w http.ResponseWriter, r *http.Request) {

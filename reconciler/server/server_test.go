@@ -36,6 +36,8 @@ func (s *stub) Services(string) []corev1.Service                    { return nil
 func (s *stub) EndpointSlices(string) []discoveryv1.EndpointSlice   { return nil }
 func (s *stub) ConfigMaps(string) []corev1.ConfigMap                { return nil }
 func (s *stub) Secrets(string) []corev1.Secret                      { return nil }
+func (s *stub) Nodes() []api.NodeInfo                               { return nil }
+func (s *stub) Cordon(context.Context, string, bool, bool) error    { return nil }
 func (s *stub) Assignment(context.Context, string, int64) (api.Assignment, error) {
 	return api.Assignment{}, nil
 }

@@ -32,9 +32,10 @@ const (
 	Meta             Kind = "meta"
 	Allocations      Kind = "allocations"
 	FailedTemplates  Kind = "failedtemplates"
+	Nodes            Kind = "nodes"
 )
 
-var allKinds = []Kind{ReplicaSets, Pods, DeploymentStatus, History, Meta, Allocations, FailedTemplates}
+var allKinds = []Kind{ReplicaSets, Pods, DeploymentStatus, History, Meta, Allocations, FailedTemplates, Nodes}
 
 // ErrNotFound is returned by Get for a missing key.
 var ErrNotFound = errors.New("not found")
