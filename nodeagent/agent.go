@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"berth.dev/berth/api"
+	"berth.dev/berth/nodeagent/netroute"
 	"berth.dev/berth/nodeagent/probe"
 	"berth.dev/berth/nodeagent/runtime"
 )
@@ -55,12 +57,22 @@ type Config struct {
 	// assignment when nothing else wakes it; default 2 s.
 	SyncInterval time.Duration
 	Labels       map[string]string
-	Addresses    []string
+	// Addresses are the node's addresses; the first is where other nodes
+	// and the controller reach it, and what status.hostIP means. Empty:
+	// the source address of the default route (netroute.HostAddress).
+	Addresses []string
+	// PodSubnet is the CIDR this node's pods get addresses from, reported
+	// as is. Empty: asked from the runtime when it can tell (Podman: its
+	// pod network's subnet).
+	PodSubnet string
 	// Capacity defaults to the host's CPUs and memory.
 	Capacity corev1.ResourceList
 	// Services programs the assignment's service table on the host
 	// (nodeagent/proxy). Nil leaves Services unprogrammed.
 	Services ServiceProgrammer
+	// Routes keeps routes to the other nodes' pod subnets
+	// (nodeagent/netroute). Nil leaves the routing table alone.
+	Routes RouteProgrammer
 }
 
 // Agent runs one node's pods. Build it with New and call Run once.
@@ -73,11 +85,13 @@ type Agent struct {
 	kick         chan struct{} // wakes the reconcile loop
 	changed      chan struct{} // wakes the report loop
 	servicesKick chan struct{} // wakes the services loop
+	routesKick   chan struct{} // wakes the routes loop
 	svcMu        sync.Mutex    // serialises service programming
 	bg           sync.WaitGroup
 
 	mu             sync.Mutex
 	assignment     *api.Assignment // nil until one is known
+	podSubnet      string          // Config.PodSubnet, or the runtime's once known
 	translated     map[string]translated
 	observed       map[string]runtime.Pod // by Podman pod name, as of the last pass
 	records        map[recordKey]*containerRecord
@@ -136,6 +150,16 @@ func New(cfg Config) (*Agent, error) {
 		}
 		cfg.Capacity = c
 	}
+	if len(cfg.Addresses) == 0 {
+		// Detected once: the address also feeds status.hostIP, which must
+		// not change under a running pod.
+		own, _ := netip.ParsePrefix(cfg.PodSubnet)
+		if addr, err := netroute.HostAddress(own); err != nil {
+			cfg.Logger.Warn("no node address to report; other nodes cannot route to this one's pods", "err", err)
+		} else {
+			cfg.Addresses = []string{addr.String()}
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("nodeagent: data dir: %w", err)
 	}
@@ -146,6 +170,8 @@ func New(cfg Config) (*Agent, error) {
 		kick:           make(chan struct{}, 1),
 		changed:        make(chan struct{}, 1),
 		servicesKick:   make(chan struct{}, 1),
+		routesKick:     make(chan struct{}, 1),
+		podSubnet:      cfg.PodSubnet,
 		translated:     map[string]translated{},
 		observed:       map[string]runtime.Pod{},
 		records:        map[recordKey]*containerRecord{},
@@ -175,6 +201,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.wake(a.servicesKick)
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); a.servicesLoop(ctx) }()
+	}
+	if pn, ok := a.cfg.Runtime.(podNetwork); ok {
+		a.bg.Add(1)
+		go func() { defer a.bg.Done(); a.podSubnetLoop(ctx, pn) }()
+	}
+	if a.cfg.Routes != nil {
+		// Like Services: the saved assignment's routes first.
+		a.wake(a.routesKick)
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			a.programLoop(ctx, "programming pod routes", a.routesKick, routesRecheck, a.programRoutes)
+		}()
 	}
 	a.reconcileLoop(ctx)
 	a.bg.Wait()
@@ -230,6 +269,7 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 func (a *Agent) setAssignment(asg *api.Assignment) {
 	a.mu.Lock()
 	svcChanged := servicesChanged(a.assignment, asg)
+	nodesChanged := routesChanged(a.assignment, asg)
 	a.assignment = asg
 	a.translated = map[string]translated{}
 	err := a.saveAssignmentLocked()
@@ -241,6 +281,9 @@ func (a *Agent) setAssignment(asg *api.Assignment) {
 	a.wake(a.kick)
 	if svcChanged {
 		a.wake(a.servicesKick)
+	}
+	if nodesChanged {
+		a.wake(a.routesKick)
 	}
 }
 

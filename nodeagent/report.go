@@ -23,6 +23,7 @@ func (a *Agent) report() api.NodeReport {
 		Addresses: a.cfg.Addresses,
 		Labels:    a.cfg.Labels,
 		Capacity:  a.cfg.Capacity,
+		PodSubnet: a.podSubnet,
 		Time:      now,
 		Pods:      []api.PodReport{},
 	}

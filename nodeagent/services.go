@@ -41,30 +41,7 @@ func serviceEqual(a, b api.Service) bool {
 // changes, retries failures with back-off, and re-offers it every
 // servicesRecheck. It runs only when Config.Services is set.
 func (a *Agent) servicesLoop(ctx context.Context) {
-	recheck := time.NewTicker(servicesRecheck)
-	defer recheck.Stop()
-	retry := newBackoff(time.Second, 30*time.Second)
-	var retryC <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.servicesKick:
-		case <-recheck.C:
-		case <-retryC:
-		}
-		if err := a.programServices(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			d := retry.next()
-			a.log.Warn("programming services failed", "err", err, "retry_in", d)
-			retryC = time.After(d)
-			continue
-		}
-		retry.reset()
-		retryC = nil
-	}
+	a.programLoop(ctx, "programming services", a.servicesKick, servicesRecheck, a.programServices)
 }
 
 // programServices programs the current assignment's service table now (a
