@@ -56,7 +56,13 @@ type Config struct {
 	// SyncInterval is how often the agent compares the runtime with the
 	// assignment when nothing else wakes it; default 2 s.
 	SyncInterval time.Duration
-	Labels       map[string]string
+	// ShutdownDelay is how long a pod that is being removed keeps running
+	// after it has left this node's Services and before it gets SIGTERM,
+	// so that the other nodes' proxies, which learn of it at the same time,
+	// stop sending it new connections first (Nomad's shutdown_delay). Zero
+	// suits a single host, where the local rules are the only ones.
+	ShutdownDelay time.Duration
+	Labels        map[string]string
 	// Addresses are the node's addresses; the first is where other nodes
 	// and the controller reach it, and what status.hostIP means. Empty:
 	// the source address of the default route (netroute.HostAddress).

@@ -238,6 +238,12 @@ func (a *Agent) terminate(ctx context.Context, p runtime.Pod, why string) {
 		if err := a.programServices(ctx); err != nil {
 			log.Warn("programming services before stopping a pod failed", "err", err)
 		}
+		if d := a.cfg.ShutdownDelay; d > 0 && a.cfg.Services != nil {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
 		err := a.cfg.Runtime.RemovePod(ctx, p.Name, grace)
 		if err != nil {
 			log.Warn("removing pod failed; will retry", "err", err)

@@ -87,6 +87,12 @@ func (c *Client) List(ctx context.Context, resource, namespace string, items any
 	return nil
 }
 
+// NodeAction cordons, uncordons or drains a node ("cordon", "uncordon",
+// "drain").
+func (c *Client) NodeAction(ctx context.Context, node, action string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+"/"+url.PathEscape(action), nil, nil)
+}
+
 // Assignment long-polls for the node's assignment newer than after.
 func (c *Client) Assignment(ctx context.Context, node string, after int64) (api.Assignment, error) {
 	var a api.Assignment

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,9 +20,27 @@ import (
 
 	"berth.dev/berth/api"
 	"berth.dev/berth/api/client"
+	"berth.dev/berth/reconciler/pki"
 )
 
-func (g *globalFlags) client() *client.Client { return client.New(g.server, nil) }
+// client talks to the controller: plain HTTP for `berth up` on loopback,
+// TLS with an admin certificate for `berth controller`.
+func (g *globalFlags) client() (*client.Client, error) {
+	if !strings.HasPrefix(g.server, "https://") {
+		return client.New(g.server, nil), nil
+	}
+	var cfg *tls.Config
+	var err error
+	if g.caFile != "" || g.certFile != "" || g.keyFile != "" {
+		cfg, err = pki.LoadClientTLS(g.caFile, g.certFile, g.keyFile)
+	} else {
+		cfg, err = pki.LoadAdminCredentials(pki.Dir(g.adminDataDir))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", g.server, err)
+	}
+	return client.NewTLS(g.server, cfg), nil
+}
 
 func withTimeout(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), client.DefaultTimeout)
@@ -36,7 +55,11 @@ func newStatusCommand(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := withTimeout(cmd)
 			defer cancel()
-			s, err := g.client().Status(ctx)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.Status(ctx)
 			if err != nil {
 				return err
 			}
@@ -114,7 +137,11 @@ func newSyncCommand(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := withTimeout(cmd)
 			defer cancel()
-			res, err := g.client().Sync(ctx)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Sync(ctx)
 			if err != nil {
 				return err
 			}
@@ -138,7 +165,11 @@ func newHistoryCommand(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := withTimeout(cmd)
 			defer cancel()
-			h, err := g.client().History(ctx)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.History(ctx)
 			if err != nil {
 				return err
 			}
@@ -167,13 +198,13 @@ type getOptions struct {
 func newGetCommand(g *globalFlags) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
-		Use:   "get pods|deployments|replicasets|services|endpointslices|configmaps|secrets",
+		Use:   "get pods|deployments|replicasets|services|endpointslices|configmaps|secrets|nodes",
 		Short: "List objects the way kubectl does",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resource, ok := resourceAliases[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, services, endpointslices, configmaps or secrets", args[0])
+				return fmt.Errorf("unknown resource %q: want pods, deployments, replicasets, services, endpointslices, configmaps, secrets or nodes", args[0])
 			}
 			switch o.output {
 			case "", "wide", "json", "yaml":
@@ -186,7 +217,11 @@ func newGetCommand(g *globalFlags) *cobra.Command {
 			}
 			ctx, cancel := withTimeout(cmd)
 			defer cancel()
-			return getResource(ctx, g.client(), cmd.OutOrStdout(), resource, ns, o, time.Now())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return getResource(ctx, c, cmd.OutOrStdout(), resource, ns, o, time.Now())
 		},
 	}
 	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace")
@@ -202,6 +237,7 @@ var resourceAliases = map[string]string{
 	"configmap": "configmaps", "configmaps": "configmaps", "cm": "configmaps",
 	"secret": "secrets", "secrets": "secrets",
 	"service": "services", "services": "services", "svc": "services",
+	"node": "nodes", "nodes": "nodes", "no": "nodes",
 	"endpointslice": "endpointslices", "endpointslices": "endpointslices", "endpoints": "endpointslices", "ep": "endpointslices",
 }
 
@@ -317,6 +353,36 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 			}
 			return out
 		}
+	case "nodes":
+		var nodes []api.NodeInfo
+		items = &nodes
+		header = []string{"NAME", "STATUS", "CPU", "MEMORY", "CPU-REQ", "MEM-REQ", "PODS", "HEARTBEAT"}
+		if wide {
+			header = append(header, "ADDRESS", "POD-SUBNET", "LABELS")
+		}
+		rows = func() [][]string {
+			var out [][]string
+			for _, n := range nodes {
+				status := "Ready"
+				if !n.Ready {
+					status = "NotReady"
+				}
+				if n.Unschedulable {
+					status += ",SchedulingDisabled"
+				}
+				row := []string{"", n.Name, status, quantity(n.Capacity, corev1.ResourceCPU), quantity(n.Capacity, corev1.ResourceMemory),
+					quantity(n.Allocated, corev1.ResourceCPU), quantity(n.Allocated, corev1.ResourceMemory), fmt.Sprint(n.Pods), age(n.LastHeartbeat, now)}
+				if wide {
+					addr := ""
+					if len(n.Addresses) > 0 {
+						addr = n.Addresses[0]
+					}
+					row = append(row, orNone(addr), orNone(n.PodSubnet), orNone(selectorText(n.Labels)))
+				}
+				out = append(out, row)
+			}
+			return out
+		}
 	case "configmaps":
 		var cms []corev1.ConfigMap
 		items = &cms
@@ -358,7 +424,7 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 	}
 	all := rows()
 	if len(all) == 0 {
-		if ns == "" {
+		if ns == "" || resource == "nodes" {
 			fmt.Fprintf(os.Stderr, "No resources found\n")
 		} else {
 			fmt.Fprintf(os.Stderr, "No resources found in %s namespace.\n", ns)
@@ -366,12 +432,13 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	if ns == "" {
+	namespaced := resource != "nodes"
+	if ns == "" && namespaced {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, row := range all {
-		if ns != "" {
+		if ns != "" || !namespaced {
 			row = row[1:] // namespace column only with -A
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
@@ -409,6 +476,13 @@ func endpointsText(slices []discoveryv1.EndpointSlice) string {
 		return strings.Join(all[:3], ",") + fmt.Sprintf(" + %d more...", len(all)-3)
 	}
 	return orNone(strings.Join(all, ","))
+}
+
+func quantity(l corev1.ResourceList, name corev1.ResourceName) string {
+	if q, ok := l[name]; ok {
+		return q.String()
+	}
+	return "<none>"
 }
 
 func podReadyCount(p corev1.Pod) string {

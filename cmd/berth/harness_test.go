@@ -21,6 +21,7 @@ import (
 	"berth.dev/berth/api"
 	"berth.dev/berth/api/client"
 	"berth.dev/berth/nodeagent/runtime/podman/podmantest"
+	"berth.dev/berth/reconciler/pki"
 )
 
 // The end-to-end tests run the real binary (`berth up`) against real Podman
@@ -180,6 +181,34 @@ func startBerth(t testing.TB, args ...string) *berthProc {
 	return p
 }
 
+// startTLS starts a `berth controller` (TLS): the client uses the admin
+// certificate the controller writes into its data dir.
+func (p *berthProc) startTLS() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() { p.cmd.Wait(); close(p.done) }()
+	eventually(p.t, 30*time.Second, "the controller's admin credentials", func() error {
+		select {
+		case <-p.done:
+			p.t.Fatalf("berth controller exited early:\n%s", p.logs.String())
+		default:
+		}
+		cfg, err := pki.LoadAdminCredentials(pki.Dir(p.dataDir))
+		if err != nil {
+			return err
+		}
+		p.client = client.NewTLS(p.server, cfg)
+		_, err = p.client.Status(context.Background())
+		return err
+	})
+}
+
 func (p *berthProc) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(p.bin, p.args...)
@@ -225,7 +254,7 @@ func (p *berthProc) stop(sig syscall.Signal) {
 
 // cli runs a berth client command against this berth and returns its output.
 func (p *berthProc) cli(args ...string) (string, error) {
-	cmd := exec.Command(p.bin, append(args, "--server", p.server)...)
+	cmd := exec.Command(p.bin, append(args, "--server", p.server, "--admin-dir", p.dataDir)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

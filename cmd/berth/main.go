@@ -30,6 +30,10 @@ func main() {
 type globalFlags struct {
 	server   string
 	logLevel string
+	// TLS credentials for a controller serving https (berth controller):
+	// explicit files, or the admin bundle under --admin-dir.
+	caFile, certFile, keyFile string
+	adminDataDir              string
 }
 
 func newRootCommand() *cobra.Command {
@@ -48,6 +52,10 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", defaultServer, "controller API address (env BERTH_SERVER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.caFile, "ca", os.Getenv("BERTH_CA"), "CA certificate of an https controller (env BERTH_CA)")
+	root.PersistentFlags().StringVar(&g.certFile, "cert", os.Getenv("BERTH_CERT"), "client certificate for an https controller (env BERTH_CERT)")
+	root.PersistentFlags().StringVar(&g.keyFile, "key", os.Getenv("BERTH_KEY"), "client key for an https controller (env BERTH_KEY)")
+	root.PersistentFlags().StringVar(&g.adminDataDir, "admin-dir", defaultDataDir(), "controller data dir whose admin certificate the CLI uses for https (when --ca/--cert/--key are not given)")
 	root.AddCommand(
 		newUpCommand(g),
 		newStatusCommand(g),
@@ -56,6 +64,12 @@ func newRootCommand() *cobra.Command {
 		newHistoryCommand(g),
 		newValidateCommand(),
 		newCleanupCommand(g),
+		newControllerCommand(g),
+		newAgentCommand(g),
+		newTokenCommand(),
+		newNodeActionCommand(g, "cordon", "Mark a node unschedulable"),
+		newNodeActionCommand(g, "uncordon", "Mark a node schedulable again"),
+		newNodeActionCommand(g, "drain", "Cordon a node and move its pods elsewhere, within each Deployment's maxUnavailable"),
 	)
 	return root
 }

@@ -47,6 +47,11 @@ func (c *Cluster) startNodePodman(ctx context.Context, n *Node) error {
 	dirs := map[string]string{}
 	for _, d := range []string{"root", "runroot", "tmp", "netconf", "agent"} {
 		dirs[d] = filepath.Join(n.dir, d)
+		if d == "runroot" {
+			// Podman refuses a runroot longer than 50 characters, and Dir
+			// may be a long t.TempDir(): it goes beside the sockets.
+			dirs[d] = filepath.Join(c.socketDir, n.Name+"-run")
+		}
 		if err := os.MkdirAll(dirs[d], 0o700); err != nil {
 			return fmt.Errorf("hostsim: %s: %w", n.Name, err)
 		}
@@ -158,14 +163,16 @@ func (n *Node) teardownPodman(ctx context.Context) error {
 	if err := n.StopPodman(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountAll(n.dir); err != nil {
-		errs = append(errs, err)
-		// Removing files below a mount point that is still there would
-		// reach into whatever is mounted.
-		return errors.Join(errs...)
-	}
-	if err := os.RemoveAll(n.dir); err != nil {
-		errs = append(errs, err)
+	for _, dir := range []string{n.svcOpt.RunRoot, n.dir} {
+		if err := unmountAll(dir); err != nil {
+			errs = append(errs, err)
+			// Removing files below a mount point that is still there would
+			// reach into whatever is mounted.
+			return errors.Join(errs...)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

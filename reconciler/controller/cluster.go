@@ -23,6 +23,11 @@ type nodeMeta struct {
 	Name          string `json:"name"`
 	Unschedulable bool   `json:"unschedulable,omitempty"`
 	Draining      bool   `json:"draining,omitempty"`
+	// Address and PodSubnet are the node's last reported route, kept so a
+	// restarted controller hands agents every route at once instead of
+	// making them drop routes to nodes that have not reported yet.
+	Address   string `json:"address,omitempty"`
+	PodSubnet string `json:"podSubnet,omitempty"`
 }
 
 // nodeReadyLocked: a node is Ready while its reports keep coming within the
@@ -46,7 +51,8 @@ func (c *Controller) Cordon(ctx context.Context, node string, cordon, drain bool
 			return fmt.Errorf("node %q has never reported: %w", node, api.ErrNotFound)
 		}
 	}
-	m := nodeMeta{Name: node, Unschedulable: cordon || drain, Draining: drain}
+	m := c.nodeMeta[node]
+	m.Name, m.Unschedulable, m.Draining = node, cordon || drain, drain
 	var b store.Batch
 	b.Put(store.Nodes, node, m)
 	if err := c.cfg.Store.Write(ctx, &b); err != nil {
@@ -289,11 +295,11 @@ func (c *Controller) nodesLocked(now time.Time) []api.NodeInfo {
 // the agents' host-gw routes.
 func (c *Controller) nodeRoutesLocked(now time.Time) []api.NodeRoute {
 	var out []api.NodeRoute
-	for name, n := range c.nodes {
-		if !c.nodeReadyLocked(name, now) || n.report.PodSubnet == "" || len(n.report.Addresses) == 0 {
+	for name, m := range c.nodeMeta {
+		if !c.nodeReadyLocked(name, now) || m.PodSubnet == "" || m.Address == "" {
 			continue
 		}
-		out = append(out, api.NodeRoute{Name: name, Address: n.report.Addresses[0], PodSubnet: n.report.PodSubnet})
+		out = append(out, api.NodeRoute{Name: name, Address: m.Address, PodSubnet: m.PodSubnet})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

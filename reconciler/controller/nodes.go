@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"berth.dev/berth/api"
+	"berth.dev/berth/reconciler/store"
 )
 
 // longPollTimeout bounds how long an assignment request is held open, so
@@ -49,6 +50,7 @@ func (c *Controller) Report(ctx context.Context, r api.NodeReport) error {
 			changed = true
 		}
 	}
+	c.recordRouteLocked(ctx, r)
 	if !known {
 		c.rebuildAssignmentsLocked()
 	}
@@ -83,4 +85,26 @@ func (c *Controller) Assignment(ctx context.Context, node string, after int64) (
 			return api.Assignment{}, ctx.Err()
 		}
 	}
+}
+
+// recordRouteLocked persists a node's address and pod subnet when they
+// change (see nodeMeta).
+func (c *Controller) recordRouteLocked(ctx context.Context, r api.NodeReport) {
+	m := c.nodeMeta[r.Node]
+	var addr string
+	if len(r.Addresses) > 0 {
+		addr = r.Addresses[0]
+	}
+	if m.Address == addr && m.PodSubnet == r.PodSubnet {
+		return
+	}
+	m.Name, m.Address, m.PodSubnet = r.Node, addr, r.PodSubnet
+	var b store.Batch
+	b.Put(store.Nodes, r.Node, m)
+	if err := c.cfg.Store.Write(ctx, &b); err != nil {
+		c.log.Error("record node route", "node", r.Node, "err", err)
+		return
+	}
+	c.nodeMeta[r.Node] = m
+	c.Kick() // the other nodes need the new route
 }
