@@ -256,6 +256,9 @@ func (a *Agent) watchAssignments(ctx context.Context) {
 			d := retry.next()
 			a.log.Warn("assignment watch failed; keeping the pods as they are", "err", err, "retry_in", d)
 			sleep(ctx, d)
+			// The controller may come back restarted, its generations
+			// counting from scratch: ask for whatever is current.
+			after, live = 0, false
 			continue
 		}
 		retry.reset()

@@ -62,6 +62,15 @@ spec:
         requests: {memory: 100Ti}
 `
 
+func mustCLI(t *testing.T, p *berthProc, args ...string) string {
+	t.Helper()
+	out, err := p.cli(args...)
+	if err != nil {
+		t.Fatalf("berth %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // agentProc is one simulated host's `berth agent`, run inside its network
 // namespace.
 type agentProc struct {
@@ -240,6 +249,44 @@ func TestSeveralHosts(t *testing.T) {
 			if len(seen) < 3 {
 				t.Errorf("20 requests to %s's NodePort reached only %d pods", n.Name, len(seen))
 			}
+		}
+	})
+
+	t.Run("the ClusterIP answers from inside a pod on every node", func(t *testing.T) {
+		var clusterIP string
+		for _, line := range strings.Split(mustCLI(t, ctrl, "get", "svc"), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == "web" {
+				clusterIP = f[2]
+			}
+		}
+		for _, n := range cl.Nodes {
+			var pod string
+			for _, p := range livePods(ctrl.pods("default")) {
+				if p.Spec.NodeName == n.Name && strings.HasPrefix(p.Name, "web-") {
+					pod = p.Name
+				}
+			}
+			// Ten tries spread over the six endpoints on the three nodes.
+			for range 10 {
+				out, err := n.Command(ctx, "podman", "--url", n.PodmanSocket, "exec", "default_"+pod+"_web",
+					"/hello", "check", "http://"+clusterIP+"/").CombinedOutput()
+				if err != nil {
+					t.Fatalf("from %s on %s, GET %s: %v\n%s", pod, n.Name, clusterIP, err, out)
+				}
+			}
+		}
+	})
+
+	t.Run("agents keep their pods running while the controller is away", func(t *testing.T) {
+		before := podSet(ctrl.pods("default"))
+		ctrl.stop(syscall.SIGTERM)
+		traffic := startTraffic("http://" + cl.Nodes[2].Addr + ":30090/")
+		time.Sleep(3 * time.Second)
+		traffic.finish(t, "controller away")
+		ctrl.startTLS()
+		time.Sleep(3 * time.Second) // a pass or two after the nodes report again
+		if after := podSet(ctrl.pods("default")); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("pods changed across a controller restart:\nbefore %v\nafter  %v", before, after)
 		}
 	})
 

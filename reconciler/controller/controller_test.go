@@ -295,6 +295,12 @@ func TestDeployRefuseRestartAndServices(t *testing.T) {
 		// Before the node reports, nothing may be planned from "unknown".
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// An agent still holding a generation of the previous life gets the
+		// current assignment at once instead of waiting out a long-poll.
+		start := time.Now()
+		if _, err := g.c.Assignment(ctx, "n1", 1<<40); err != nil || time.Since(start) > time.Second {
+			t.Fatalf("assignment after a restart with a stale generation: %v after %s", err, time.Since(start))
+		}
 		a, err := g.c.Assignment(ctx, "n1", -1)
 		if err != nil {
 			t.Fatal(err)

@@ -70,8 +70,9 @@ func (c *Controller) Assignment(ctx context.Context, node string, after int64) (
 		c.mu.Lock()
 		a := c.assignments[node]
 		wake := c.changed
+		restarted := after > c.generation // the agent saw an earlier life of this controller
 		c.mu.Unlock()
-		if a != nil && a.Generation > after {
+		if a != nil && (a.Generation > after || restarted) {
 			return *a, nil
 		}
 		select {
