@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 BIN       := bin/berth
 DEMO_DIR  := $(CURDIR)/.berth/demo
 
-.PHONY: all build setup images demo demo-clean test test-short lint bench bench-e2e clean
+.PHONY: all build setup images demo demo-multihost demo-clean test test-short lint bench bench-e2e clean
 
 all: build
 
@@ -33,6 +33,12 @@ images:
 # berth (the pods keep running; `make demo-clean` removes them).
 demo: setup build images
 	@examples/demo.sh "$(DEMO_DIR)" "$(CURDIR)/$(BIN)"
+
+# demo-multihost: three simulated hosts on this machine (network namespaces,
+# one Podman and one `berth agent` each) and a `berth controller`.
+demo-multihost: setup build images
+	$(GO) build $(GOFLAGS) -o bin/hostsim ./nodeagent/hostsim/cmd/hostsim
+	@examples/multihost/demo.sh "$(CURDIR)/.berth/multihost" "$(CURDIR)/$(BIN)" "$(CURDIR)/bin/hostsim"
 
 demo-clean:
 	-@podman pod ls -q --filter label=berth.dev/managed=true | xargs -r podman pod rm -f -t 1

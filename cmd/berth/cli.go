@@ -371,7 +371,7 @@ func getResource(ctx context.Context, c *client.Client, w io.Writer, resource, n
 					status += ",SchedulingDisabled"
 				}
 				row := []string{"", n.Name, status, quantity(n.Capacity, corev1.ResourceCPU), quantity(n.Capacity, corev1.ResourceMemory),
-					quantity(n.Allocated, corev1.ResourceCPU), quantity(n.Allocated, corev1.ResourceMemory), fmt.Sprint(n.Pods), age(n.LastHeartbeat, now)}
+					allocated(n.Allocated, corev1.ResourceCPU), allocated(n.Allocated, corev1.ResourceMemory), fmt.Sprint(n.Pods), age(n.LastHeartbeat, now)}
 				if wide {
 					addr := ""
 					if len(n.Addresses) > 0 {
@@ -483,6 +483,14 @@ func quantity(l corev1.ResourceList, name corev1.ResourceName) string {
 		return q.String()
 	}
 	return "<none>"
+}
+
+// allocated is quantity for sums, where nothing means zero.
+func allocated(l corev1.ResourceList, name corev1.ResourceName) string {
+	if q, ok := l[name]; ok {
+		return q.String()
+	}
+	return "0"
 }
 
 func podReadyCount(p corev1.Pod) string {

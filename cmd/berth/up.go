@@ -108,7 +108,7 @@ func (o *agentOptions) addFlags(f *pflag.FlagSet, withDataDir bool) {
 	f.StringVar(&o.nodeName, "node-name", defaultNodeName(), "name of this host as a node")
 	f.StringVar(&o.labels, "labels", "", "node labels, k=v,... (for nodeSelector and node affinity)")
 	f.StringVar(&o.address, "address", "", "address other nodes reach this one at (default: the source address of the default route)")
-	f.StringVar(&o.podSubnet, "pod-subnet", "", "this node's pod subnet (default: read from its Podman network)")
+	f.StringVar(&o.podSubnet, "pod-subnet", "", "this node's pod subnet, distinct per host (default: read from its Podman network); used for the Podman service berth starts")
 }
 
 func newUpCommand(g *globalFlags) *cobra.Command {
@@ -240,7 +240,7 @@ func newAgent(ctx context.Context, o *agentOptions, cp nodeagent.ControlPlane, l
 	if err != nil {
 		return nil, nil, err
 	}
-	socket, stopPodman, err := podmanSocket(ctx, o.podman, o.dataDir, log)
+	socket, stopPodman, err := podmanSocket(ctx, o.podman, o.dataDir, o.podSubnet, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -332,7 +332,7 @@ func runAll(ctx context.Context, log *slog.Logger, flat []namedRunner) error {
 // podmanSocket returns a Podman API socket that answers: the one asked for,
 // one berth started earlier, or a service berth starts now with its own
 // containers.conf.
-func podmanSocket(ctx context.Context, want, dataDir string, log *slog.Logger) (string, func(), error) {
+func podmanSocket(ctx context.Context, want, dataDir, podSubnet string, log *slog.Logger) (string, func(), error) {
 	pingCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	err := podman.Ping(pingCtx, want)
 	cancel()
@@ -351,7 +351,7 @@ func podmanSocket(ctx context.Context, want, dataDir string, log *slog.Logger) (
 		return own, func() {}, nil
 	}
 	log.Info("no Podman service answers; starting one", "tried", want, "err", err)
-	conf, err := hostsetup.WriteContainersConf(dir)
+	conf, err := hostsetup.WriteContainersConf(dir, podSubnet)
 	if err != nil {
 		return "", nil, err
 	}

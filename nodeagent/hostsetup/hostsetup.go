@@ -20,13 +20,19 @@ func ContainersConf() string { return containersConf }
 
 // WriteContainersConf writes containers.conf into dir (created if needed) and
 // returns its path, for use as CONTAINERS_CONF. The host's /etc/containers
-// is never touched.
-func WriteContainersConf(dir string) (string, error) {
+// is never touched. A non-empty podSubnet becomes the default network's
+// subnet: on several hosts each needs its own, so that pods can be routed
+// between hosts.
+func WriteContainersConf(dir, podSubnet string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("write containers.conf: %w", err)
 	}
+	conf := containersConf
+	if podSubnet != "" {
+		conf += fmt.Sprintf("\n[network]\ndefault_subnet = %q\n", podSubnet)
+	}
 	path := filepath.Join(dir, "containers.conf")
-	if err := os.WriteFile(path, []byte(containersConf), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return "", fmt.Errorf("write containers.conf: %w", err)
 	}
 	return path, nil

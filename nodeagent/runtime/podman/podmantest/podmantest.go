@@ -72,7 +72,7 @@ func ModuleRoot(t testing.TB) string {
 // service uses) into a temporary directory and returns its path.
 func ContainersConf(t testing.TB) string {
 	t.Helper()
-	path, err := hostsetup.WriteContainersConf(t.TempDir())
+	path, err := hostsetup.WriteContainersConf(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
