@@ -69,6 +69,9 @@ func (c *Controller) Cordon(ctx context.Context, node string, cordon, drain bool
 // stale pod if it comes back), and pods on a draining node as far as each
 // Deployment's availability budget allows.
 func (c *Controller) evictLocked(ctx context.Context, now time.Time) {
+	if !c.anyNodeLeavingLocked(now) {
+		return // the common case: a pass costs no scan of every pod here
+	}
 	var victims []*corev1.Pod
 	budget := c.drainBudgetsLocked()
 	keys := make([]string, 0, len(c.pods))
@@ -119,6 +122,25 @@ func (c *Controller) evictLocked(ctx context.Context, now time.Time) {
 		}
 		c.log.Info("pod evicted", "pod", p.Namespace+"/"+p.Name, "node", p.Spec.NodeName, "reason", why)
 	}
+}
+
+// anyNodeLeavingLocked reports whether some node with pods is NotReady or
+// draining.
+func (c *Controller) anyNodeLeavingLocked(now time.Time) bool {
+	for name, m := range c.nodeMeta {
+		if m.Draining {
+			return true
+		}
+		if !c.nodeReadyLocked(name, now) {
+			return true
+		}
+	}
+	for name := range c.nodes {
+		if !c.nodeReadyLocked(name, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // drainBudgetsLocked returns, per Deployment, how many of its pods may be
@@ -191,6 +213,9 @@ func (c *Controller) deploymentOfLocked(p *corev1.Pod) string {
 // scheduleLocked binds pending pods to nodes with the scheduler and
 // remembers why the others could not be placed.
 func (c *Controller) scheduleLocked(now time.Time, pending []*corev1.Pod) map[string]string {
+	if len(pending) == 0 {
+		return nil
+	}
 	in := schedule.Input{Pending: pending}
 	for name, n := range c.nodes {
 		labels := map[string]string{}

@@ -87,7 +87,13 @@ type Controller struct {
 	unschedulable map[string]string   // pod key -> why no node fits
 	generation    int64
 	assignments   map[string]*api.Assignment
-	changed       chan struct{} // closed and replaced whenever an assignment changes
+	// What the assignments were last built from, so that a pass that
+	// changed nothing for a node skips rebuilding it.
+	assignedPods map[string][]*corev1.Pod
+	lastTable    []api.Service
+	lastRoutes   []api.NodeRoute
+	lastDesired  *manifest.Set
+	changed      chan struct{} // closed and replaced whenever an assignment changes
 }
 
 // appliedRevision is persisted so a restarted controller knows its desired
@@ -160,6 +166,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		nodeMeta:      map[string]nodeMeta{},
 		unschedulable: map[string]string{},
 		assignments:   map[string]*api.Assignment{},
+		assignedPods:  map[string][]*corev1.Pod{},
 		changed:       make(chan struct{}),
 	}
 	if err := c.load(ctx); err != nil {

@@ -52,7 +52,7 @@ func (c *Controller) Report(ctx context.Context, r api.NodeReport) error {
 	}
 	c.recordRouteLocked(ctx, r)
 	if !known {
-		c.rebuildAssignmentsLocked()
+		c.rebuildAssignmentsLocked(c.livePodsLocked())
 	}
 	c.mu.Unlock()
 	if changed {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -70,12 +71,13 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 
 	c.evictLocked(ctx, now)
 	deployments := withConfigDigest(c.desired)
+	live := c.livePodsLocked()
 	in := plan.Input{
 		Now:            now,
 		Deployments:    deployments,
 		Pods:           c.desired.Pods,
 		ReplicaSets:    mapValues(c.replicaSets),
-		LivePods:       c.livePodsLocked(),
+		LivePods:       live,
 		PreviousStatus: map[string]appsv1.DeploymentStatus{},
 	}
 	for k, s := range c.deployments {
@@ -205,7 +207,10 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 			"createReplicaSets", len(p.CreateReplicaSets), "updateReplicaSets", len(p.UpdateReplicaSets),
 			"deleteReplicaSets", len(p.DeleteReplicaSets))
 	}
-	c.rebuildAssignmentsLocked()
+	if !p.Empty() {
+		live = c.livePodsLocked() // pods were created or deleted
+	}
+	c.rebuildAssignmentsLocked(live)
 	if !p.Empty() || len(p.FailedTemplates) > 0 {
 		// Some steps (a scaling event, then the rollout; Recreate's
 		// scale-down, then its wait) need a further pass with no new event.
@@ -292,31 +297,42 @@ func (c *Controller) withStatusLocked(p *corev1.Pod) *corev1.Pod {
 }
 
 // rebuildAssignmentsLocked recomputes every node's assignment and wakes the
-// long-polls of the nodes whose assignment changed.
-func (c *Controller) rebuildAssignmentsLocked() {
-	byNode := map[string][]corev1.Pod{}
+// long-polls of the nodes whose assignment changed. Pods are compared by
+// pointer: the controller replaces a pod object whenever it changes and
+// never edits one in place, so an unchanged node costs a slice compare, not
+// an encoding of its pods (this runs on every pass and every report).
+func (c *Controller) rebuildAssignmentsLocked(live []*corev1.Pod) {
+	byNode := map[string][]*corev1.Pod{}
 	for name := range c.nodes {
 		byNode[name] = nil
 	}
 	for _, p := range c.pods {
 		if p.Spec.NodeName != "" {
-			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], *p)
+			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 		}
 	}
-	table := services.Table(c.services, c.livePodsLocked())
+	table := services.Table(c.services, live)
 	routes := c.nodeRoutesLocked(c.cfg.Now())
+	tableChanged := !reflect.DeepEqual(table, c.lastTable) || !reflect.DeepEqual(routes, c.lastRoutes)
+	configChanged := c.desired != c.lastDesired
+	c.lastTable, c.lastRoutes, c.lastDesired = table, routes, c.desired
 	changed := false
 	for node, pods := range byNode {
 		sort.Slice(pods, func(i, j int) bool {
 			return objKey(pods[i].Namespace, pods[i].Name) < objKey(pods[j].Namespace, pods[j].Name)
 		})
-		a := &api.Assignment{Node: node, Pods: pods}
-		a.ConfigMaps, a.Secrets = c.referencedConfigLocked(pods)
-		a.Services = table
-		a.Nodes = routes
 		prev := c.assignments[node]
-		if prev != nil && assignmentDigest(prev) == assignmentDigest(a) {
+		if prev != nil && !tableChanged && !configChanged && slices.Equal(pods, c.assignedPods[node]) {
 			continue
+		}
+		a := &api.Assignment{Node: node, Pods: make([]corev1.Pod, len(pods)), Services: table, Nodes: routes}
+		for i, p := range pods {
+			a.Pods[i] = *p
+		}
+		a.ConfigMaps, a.Secrets = c.referencedConfigLocked(a.Pods)
+		c.assignedPods[node] = pods
+		if prev != nil && assignmentDigest(prev) == assignmentDigest(a) {
+			continue // e.g. a ConfigMap no pod of this node uses changed
 		}
 		c.generation++
 		a.Generation = c.generation
