@@ -42,8 +42,16 @@ func (g *globalFlags) client() (*client.Client, error) {
 	return client.NewTLS(g.server, cfg), nil
 }
 
-func withTimeout(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), client.DefaultTimeout)
+// call runs f with a client for the controller and a context bounded by
+// client.DefaultTimeout: the shape of every one-shot CLI command.
+func (g *globalFlags) call(cmd *cobra.Command, f func(ctx context.Context, c *client.Client) error) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), client.DefaultTimeout)
+	defer cancel()
+	return f(ctx, c)
 }
 
 func newStatusCommand(g *globalFlags) *cobra.Command {
@@ -53,25 +61,21 @@ func newStatusCommand(g *globalFlags) *cobra.Command {
 		Short: "Show the applied revision, sync state and every Deployment's rollout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd)
-			defer cancel()
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			s, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			switch output {
-			case "json":
-				return printJSON(cmd.OutOrStdout(), s)
-			case "":
-				printStatus(cmd.OutOrStdout(), s, time.Now())
-				return nil
-			default:
-				return fmt.Errorf("--output %q: want json or nothing", output)
-			}
+			return g.call(cmd, func(ctx context.Context, c *client.Client) error {
+				s, err := c.Status(ctx)
+				if err != nil {
+					return err
+				}
+				switch output {
+				case "json":
+					return printJSON(cmd.OutOrStdout(), s)
+				case "":
+					printStatus(cmd.OutOrStdout(), s, time.Now())
+					return nil
+				default:
+					return fmt.Errorf("--output %q: want json or nothing", output)
+				}
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
@@ -135,23 +139,19 @@ func newSyncCommand(g *globalFlags) *cobra.Command {
 		Short: "Fetch the source now and apply its newest revision",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd)
-			defer cancel()
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			res, err := c.Sync(ctx)
-			if err != nil {
-				return err
-			}
-			if res.Applied != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "applied %s %s\n", short(res.Applied.ID), res.Applied.Subject)
-			}
-			if res.Error != "" {
-				return fmt.Errorf("%s", res.Error)
-			}
-			return nil
+			return g.call(cmd, func(ctx context.Context, c *client.Client) error {
+				res, err := c.Sync(ctx)
+				if err != nil {
+					return err
+				}
+				if res.Applied != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "applied %s %s\n", short(res.Applied.ID), res.Applied.Subject)
+				}
+				if res.Error != "" {
+					return fmt.Errorf("%s", res.Error)
+				}
+				return nil
+			})
 		},
 	}
 }
@@ -163,26 +163,22 @@ func newHistoryCommand(g *globalFlags) *cobra.Command {
 		Short: "List the revisions berth has seen, with their outcome",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := withTimeout(cmd)
-			defer cancel()
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			h, err := c.History(ctx)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), h)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tREVISION\tOUTCOME\tSUBJECT\tMESSAGE")
-			for _, e := range h {
-				msg, _, _ := strings.Cut(e.Message, "\n")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), short(e.Revision.ID), e.Outcome, e.Revision.Subject, msg)
-			}
-			return tw.Flush()
+			return g.call(cmd, func(ctx context.Context, c *client.Client) error {
+				h, err := c.History(ctx)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), h)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tREVISION\tOUTCOME\tSUBJECT\tMESSAGE")
+				for _, e := range h {
+					msg, _, _ := strings.Cut(e.Message, "\n")
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), short(e.Revision.ID), e.Outcome, e.Revision.Subject, msg)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
@@ -215,13 +211,9 @@ func newGetCommand(g *globalFlags) *cobra.Command {
 			if o.allNamespaces {
 				ns = ""
 			}
-			ctx, cancel := withTimeout(cmd)
-			defer cancel()
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			return getResource(ctx, c, cmd.OutOrStdout(), resource, ns, o, time.Now())
+			return g.call(cmd, func(ctx context.Context, c *client.Client) error {
+				return getResource(ctx, c, cmd.OutOrStdout(), resource, ns, o, time.Now())
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace")

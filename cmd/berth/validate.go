@@ -28,7 +28,7 @@ with file, object and field, and exits non-zero when the revision would be refus
 			if err != nil {
 				return err
 			}
-			set, err := manifest.NewDecoder().Load(manifestFiles(files))
+			set, err := manifest.NewDecoder().Load(files)
 			var diags manifest.Errors
 			if errors.As(err, &diags) {
 				for _, d := range diags {
@@ -47,12 +47,4 @@ with file, object and field, and exits non-zero when the revision would be refus
 			return nil
 		},
 	}
-}
-
-func manifestFiles(files []sources.File) []manifest.File {
-	out := make([]manifest.File, len(files))
-	for i, f := range files {
-		out[i] = manifest.File{Path: f.Path, Data: f.Data}
-	}
-	return out
 }

@@ -41,6 +41,17 @@ type Runtime interface {
 	Logs(ctx context.Context, containerID string, tail int) ([]byte, error)
 }
 
+// Matches reports whether labels carry every key=value of selector: the
+// label selection every implementation's ListPods applies.
+func Matches(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // PodSpec is a pod in runtime terms. Paths in Mounts are host paths the agent
 // has already prepared.
 type PodSpec struct {

@@ -228,7 +228,7 @@ func (c *Controller) load(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("load applied revision: %w", err)
 	default:
-		set, err := c.decoder.Load(manifestFiles(applied.Files))
+		set, err := c.decoder.Load(applied.Files)
 		if err != nil {
 			// The revision was valid when applied; a newer berth may be
 			// stricter. Keep running what runs and wait for the source.

@@ -10,7 +10,6 @@ import (
 	"berth.dev/berth/reconciler/manifest"
 	"berth.dev/berth/reconciler/services"
 	"berth.dev/berth/reconciler/store"
-	"berth.dev/berth/sources"
 )
 
 // sourceLoop fetches on the poll interval, on a webhook or `berth sync`, and
@@ -106,7 +105,7 @@ func (c *Controller) fetchAndApply(ctx context.Context) api.SyncResult {
 		return c.syncResultLocked()
 	}
 
-	set, decodeErr := c.decoder.Load(manifestFiles(rev.Files))
+	set, decodeErr := c.decoder.Load(rev.Files)
 	var allocations services.Allocations
 	if decodeErr == nil {
 		// Addresses are part of the revision's validity: a Service asking
@@ -206,14 +205,6 @@ func serviceDiagnostics(set *manifest.Set, problems []services.Problem) manifest
 			File: src.File, Line: src.Line, Kind: "Service", Namespace: p.Namespace, Name: p.Name,
 			Field: p.Field, Message: p.Message,
 		})
-	}
-	return out
-}
-
-func manifestFiles(files []sources.File) []manifest.File {
-	out := make([]manifest.File, len(files))
-	for i, f := range files {
-		out[i] = manifest.File{Path: f.Path, Data: f.Data}
 	}
 	return out
 }

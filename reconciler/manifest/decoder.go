@@ -10,14 +10,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"berth.dev/berth/sources"
 )
 
-// File is one file of a revision.
-type File struct {
-	// Path is relative to the repository root, slash-separated.
-	Path string
-	Data []byte
-}
+// File is one file of a revision, as sources read it: Path relative to the
+// repository root, slash-separated.
+type File = sources.File
 
 // Object names where an object of a revision was declared.
 type Object struct {

@@ -108,21 +108,12 @@ func (r *Runtime) ListPods(ctx context.Context, selector map[string]string) ([]r
 	defer r.mu.Unlock()
 	var out []runtime.Pod
 	for _, p := range r.pods {
-		if matches(p.spec.Labels, selector) {
+		if runtime.Matches(p.spec.Labels, selector) {
 			out = append(out, p.observe())
 		}
 	}
 	slices.SortFunc(out, func(a, b runtime.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
-}
-
-func matches(labels, selector map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // InspectPod returns one pod by name or ID.

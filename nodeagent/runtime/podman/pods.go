@@ -41,7 +41,7 @@ func (r *Runtime) ListPods(ctx context.Context, selector map[string]string) ([]r
 	for _, rep := range reports {
 		// The server filters already; matching again keeps the contract
 		// independent of how a given Podman version combines label filters.
-		if !matches(rep.Labels, selector) {
+		if !runtime.Matches(rep.Labels, selector) {
 			continue
 		}
 		ids := make([]string, 0, len(rep.Containers))
@@ -59,15 +59,6 @@ func (r *Runtime) ListPods(ctx context.Context, selector map[string]string) ([]r
 	}
 	slices.SortFunc(out, func(a, b runtime.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
-}
-
-func matches(labels, selector map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // InspectPod returns one pod by name.
