@@ -61,7 +61,7 @@ lint:
 
 # bench runs the scale benchmarks (fakes, no Podman); compare runs with benchstat.
 bench:
-	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... ./api/... | tee bench.out
+	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... | tee bench.out
 
 # bench-e2e measures commit-to-serving on real Podman (root): the webhook to
 # the first answer of the new version, and to the whole rollout.

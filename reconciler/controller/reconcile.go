@@ -99,35 +99,7 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 	for _, pod := range p.DeletePods {
 		b.Delete(store.Pods, objKey(pod.Namespace, pod.Name))
 	}
-	// Bind new pods, and pods left unbound by earlier passes, oldest first.
-	var pending []*corev1.Pod
-	for _, k := range sortedKeys(c.pods) {
-		if p := c.pods[k]; p.Spec.NodeName == "" {
-			pending = append(pending, p)
-		}
-	}
-	for _, pod := range p.CreatePods {
-		if pod.Spec.NodeName == "" {
-			pending = append(pending, pod)
-		}
-	}
-	bindings := c.scheduleLocked(now, pending)
-	for _, pod := range p.CreatePods {
-		if n, ok := bindings[objKey(pod.Namespace, pod.Name)]; ok {
-			pod.Spec.NodeName = n
-		}
-		b.Put(store.Pods, objKey(pod.Namespace, pod.Name), stripStatus(pod))
-	}
-	var bound []*corev1.Pod
-	for _, k := range sortedKeys(c.pods) {
-		pod := c.pods[k]
-		if n, ok := bindings[k]; ok && pod.Spec.NodeName == "" {
-			cp := pod.DeepCopy()
-			cp.Spec.NodeName = n
-			bound = append(bound, cp)
-			b.Put(store.Pods, k, cp)
-		}
-	}
+	bound := c.bindLocked(now, p.CreatePods, &b)
 	statusChanged := map[string]plan.DeploymentStatus{}
 	desiredDeployments := map[string]bool{}
 	for _, ds := range p.Deployments {
@@ -239,6 +211,45 @@ func (c *Controller) failedTemplatesLocked(deployments []*appsv1.Deployment, b *
 		out[dk] = append(out[dk], f.Hash)
 	}
 	return out
+}
+
+// bindLocked schedules the plan's new pods and the pods earlier passes left
+// unbound (oldest first), recording the bindings in b. New pods are bound in
+// place; it returns bound copies of the earlier ones.
+func (c *Controller) bindLocked(now time.Time, created []*corev1.Pod, b *store.Batch) []*corev1.Pod {
+	var unbound []string
+	for k, p := range c.pods {
+		if p.Spec.NodeName == "" {
+			unbound = append(unbound, k)
+		}
+	}
+	sort.Strings(unbound)
+	pending := make([]*corev1.Pod, 0, len(unbound)+len(created))
+	for _, k := range unbound {
+		pending = append(pending, c.pods[k])
+	}
+	for _, pod := range created {
+		if pod.Spec.NodeName == "" { // else pinned in the manifest
+			pending = append(pending, pod)
+		}
+	}
+	bindings := c.scheduleLocked(now, pending)
+	for _, pod := range created {
+		if n, ok := bindings[objKey(pod.Namespace, pod.Name)]; ok {
+			pod.Spec.NodeName = n
+		}
+		b.Put(store.Pods, objKey(pod.Namespace, pod.Name), stripStatus(pod))
+	}
+	var bound []*corev1.Pod
+	for _, k := range unbound {
+		if n, ok := bindings[k]; ok {
+			cp := c.pods[k].DeepCopy()
+			cp.Spec.NodeName = n
+			bound = append(bound, cp)
+			b.Put(store.Pods, k, cp)
+		}
+	}
+	return bound
 }
 
 // unreportedNodesLocked lists nodes that hold pods but have not reported
