@@ -279,6 +279,25 @@ func TestDeployRefuseRestartAndServices(t *testing.T) {
 		}
 	})
 
+	t.Run("a fetch failure keeps the applied revision and shows in status", func(t *testing.T) {
+		src.mu.Lock()
+		src.err = fmt.Errorf("connection refused")
+		src.mu.Unlock()
+		res := f.sync()
+		if !strings.Contains(res.Error, "connection refused") || res.Applied == nil || res.Applied.ID != "c1" {
+			t.Fatalf("sync with the source away: %+v", res)
+		}
+		if s := f.c.Status(); !strings.Contains(s.LastError, "fetch mem: connection refused") || s.Applied.ID != "c1" {
+			t.Fatalf("status with the source away: error %q, applied %v", s.LastError, s.Applied)
+		}
+		if after := podNames(f.report(readyStatus)); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("pods changed while the source was away: %v -> %v", before, after)
+		}
+		src.mu.Lock()
+		src.err = nil
+		src.mu.Unlock()
+	})
+
 	t.Run("a Service asking for a taken NodePort refuses the revision", func(t *testing.T) {
 		files := web("v1")
 		files["deploy/other.yaml"] = strings.NewReplacer("name: web", "name: other", "targetPort: http", "targetPort: http, nodePort: 30000").Replace(webService)
