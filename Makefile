@@ -59,14 +59,11 @@ lint:
 	$(GO) vet $(GOFLAGS) ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(GOFLAGS) ./...
 
-# bench runs the scale benchmarks (fakes, no Podman); compare runs with benchstat.
+# bench runs the scale benchmarks: controller, planner, scheduler, manifests,
+# sources and proxy rules on fakes and in memory, plus the Podman runtime's
+# own (real Podman). Six runs each: quote medians, compare with benchstat.
 bench:
 	$(GO) test $(GOFLAGS) -run '^$$' -bench . -benchmem -count 6 ./reconciler/... ./sources/... ./nodeagent/... | tee bench.out
-
-# bench-e2e measures commit-to-serving on real Podman (root): the webhook to
-# the first answer of the new version, and to the whole rollout.
-bench-e2e:
-	$(GO) test $(GOFLAGS) -run '^$$' -bench BenchmarkCommitToServing -benchtime 5x -count 3 ./cmd/berth | tee bench-e2e.out
 
 # bench-e2e measures commit-to-serving on real Podman (root): the webhook to
 # the first answer of the new version, and to the whole rollout.
