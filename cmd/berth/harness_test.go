@@ -181,9 +181,9 @@ func startBerth(t testing.TB, args ...string) *berthProc {
 	return p
 }
 
-// startTLS starts a `berth controller` (TLS): the client uses the admin
-// certificate the controller writes into its data dir.
-func (p *berthProc) startTLS() {
+// spawn runs the process and returns a check that fails the test if it
+// has exited.
+func (p *berthProc) spawn() func() {
 	p.t.Helper()
 	p.cmd = exec.Command(p.bin, p.args...)
 	p.cmd.Stdout = p.logs
@@ -193,12 +193,22 @@ func (p *berthProc) startTLS() {
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()
-	eventually(p.t, 30*time.Second, "the controller's admin credentials", func() error {
+	return func() {
 		select {
 		case <-p.done:
-			p.t.Fatalf("berth controller exited early:\n%s", p.logs.String())
+			p.t.Fatalf("berth %s exited early:\n%s", p.args[0], p.logs.String())
 		default:
 		}
+	}
+}
+
+// startTLS starts a `berth controller` (TLS): the client uses the admin
+// certificate the controller writes into its data dir.
+func (p *berthProc) startTLS() {
+	p.t.Helper()
+	alive := p.spawn()
+	eventually(p.t, 30*time.Second, "the controller's admin credentials", func() error {
+		alive()
 		cfg, err := pki.LoadAdminCredentials(pki.Dir(p.dataDir))
 		if err != nil {
 			return err
@@ -211,20 +221,9 @@ func (p *berthProc) startTLS() {
 
 func (p *berthProc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Stdout = p.logs
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.done) }()
+	alive := p.spawn()
 	eventually(p.t, 30*time.Second, "the API answers", func() error {
-		select {
-		case <-p.done:
-			p.t.Fatalf("berth up exited early:\n%s", p.logs.String())
-		default:
-		}
+		alive()
 		resp, err := http.Get(p.server + "/healthz")
 		if err != nil {
 			return err

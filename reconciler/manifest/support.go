@@ -370,7 +370,7 @@ var rules = map[reflect.Type]map[string]rule{
 		"exec":      act(),
 		"httpGet":   act(),
 		"tcpSocket": act(),
-		"grpc":      refuseRule("gRPC probes are not implemented; use exec, httpGet or tcpSocket"),
+		"grpc":      refuseRule("berth does not run gRPC probes; use exec, httpGet or tcpSocket"),
 	},
 	reflect.TypeFor[corev1.ExecAction](): {
 		"command": act(),

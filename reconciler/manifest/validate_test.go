@@ -158,7 +158,7 @@ func TestRules(t *testing.T) {
 		{name: "http scheme", doc: variant(t, baseDeployment, set(c0+".readinessProbe", "{httpGet: {port: http, scheme: FTP}}")),
 			errs: []want{{c0 + ".readinessProbe.httpGet.scheme", `Unsupported value: "FTP"`}}},
 		{name: "grpc probe", doc: variant(t, baseDeployment, set(c0+".livenessProbe", "{grpc: {port: 9090}}")),
-			errs: []want{{c0 + ".livenessProbe.grpc", "gRPC probes are not implemented"}}},
+			errs: []want{{c0 + ".livenessProbe.grpc", "berth does not run gRPC probes"}}},
 
 		// Resources.
 		{name: "requests above limits", doc: variant(t, baseDeployment, set(c0+".resources", "{limits: {cpu: 100m}, requests: {cpu: 200m, memory: 64Mi}}")),
