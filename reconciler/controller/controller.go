@@ -93,7 +93,10 @@ type Controller struct {
 	lastTable    []api.Service
 	lastRoutes   []api.NodeRoute
 	lastDesired  *manifest.Set
-	changed      chan struct{} // closed and replaced whenever an assignment changes
+	// liveCache keeps each pod merged with its reported status between
+	// passes, so a pass over unchanged pods copies none of them.
+	liveCache map[*corev1.Pod]liveEntry
+	changed   chan struct{} // closed and replaced whenever an assignment changes
 }
 
 // appliedRevision is persisted so a restarted controller knows its desired
@@ -120,7 +123,9 @@ func (f failedTemplate) key() string { return f.Namespace + "/" + f.Name + "/" +
 type nodeState struct {
 	report   api.NodeReport
 	lastSeen time.Time
-	statuses map[string]api.PodReport // by pod UID
+	// statuses by pod UID; an entry is replaced only when its status
+	// changes, so its pointer identifies the status (see livePodsLocked).
+	statuses map[string]*api.PodReport
 }
 
 const metaApplied = "applied"

@@ -20,7 +20,7 @@ func (c *Controller) Report(ctx context.Context, r api.NodeReport) error {
 	now := c.cfg.Now()
 	n, known := c.nodes[r.Node]
 	if !known {
-		n = &nodeState{statuses: map[string]api.PodReport{}}
+		n = &nodeState{statuses: map[string]*api.PodReport{}}
 		c.nodes[r.Node] = n
 		c.log.Info("node registered", "node", r.Node, "addresses", r.Addresses)
 	}
@@ -31,12 +31,13 @@ func (c *Controller) Report(ctx context.Context, r api.NodeReport) error {
 
 	changed := !wasReady
 	seen := make(map[string]bool, len(r.Pods))
-	for _, p := range r.Pods {
+	for i := range r.Pods {
+		p := &r.Pods[i]
 		seen[p.UID] = true
 		if prev, ok := n.statuses[p.UID]; !ok || !reflect.DeepEqual(prev.Status, p.Status) {
 			changed = true
+			n.statuses[p.UID] = p
 		}
-		n.statuses[p.UID] = p
 	}
 	for uid := range n.statuses {
 		if !seen[uid] {

@@ -196,6 +196,11 @@ func (c *Controller) reconcile(ctx context.Context) time.Duration {
 // has since moved to another template: a commit that changes the template
 // is a new attempt.
 func (c *Controller) failedTemplatesLocked(deployments []*appsv1.Deployment, b *store.Batch) map[string][]string {
+	if len(c.failed) == 0 {
+		// The common case: no template hashing on every pass. Not nil:
+		// the planner takes nil to mean automatic rollback is off.
+		return map[string][]string{}
+	}
 	current := map[string]string{}
 	for _, d := range deployments {
 		current[objKey(d.Namespace, d.Name)] = plan.TemplateHash(&d.Spec.Template)
@@ -278,25 +283,56 @@ func (c *Controller) unreportedNodesLocked(now time.Time) []string {
 // created, with the status its node last reported.
 func (c *Controller) livePodsLocked() []*corev1.Pod {
 	out := make([]*corev1.Pod, 0, len(c.pods)+len(c.terminating))
+	next := make(map[*corev1.Pod]liveEntry, len(c.pods)+len(c.terminating))
+	merge := func(p *corev1.Pod) {
+		rep, msg := c.reportOfLocked(p), c.unschedulable[objKey(p.Namespace, p.Name)]
+		e, ok := c.liveCache[p]
+		if !ok || e.report != rep || e.unschedulable != msg {
+			e = liveEntry{report: rep, unschedulable: msg, pod: mergeStatus(p, rep, msg)}
+		}
+		next[p] = e
+		out = append(out, e.pod)
+	}
 	for _, p := range c.pods {
-		out = append(out, c.withStatusLocked(p))
+		merge(p)
 	}
 	for _, p := range c.terminating {
-		out = append(out, c.withStatusLocked(p))
+		merge(p)
 	}
+	c.liveCache = next
 	return out
 }
 
+// liveEntry is a pod merged with what its node reported, and the inputs it
+// was merged from.
+type liveEntry struct {
+	report        *api.PodReport
+	unschedulable string
+	pod           *corev1.Pod
+}
+
+// reportOfLocked is the node's latest report of p, or nil.
+func (c *Controller) reportOfLocked(p *corev1.Pod) *api.PodReport {
+	if n, ok := c.nodes[p.Spec.NodeName]; ok {
+		return n.statuses[string(p.UID)]
+	}
+	return nil
+}
+
 func (c *Controller) withStatusLocked(p *corev1.Pod) *corev1.Pod {
+	return mergeStatus(p, c.reportOfLocked(p), c.unschedulable[objKey(p.Namespace, p.Name)])
+}
+
+// mergeStatus returns a copy of p with the reported status, or Pending
+// (with why it is not scheduled yet) when there is none.
+func mergeStatus(p *corev1.Pod, rep *api.PodReport, unschedulable string) *corev1.Pod {
 	cp := *p // shallow: the planner reads, never writes
 	cp.Status = corev1.PodStatus{Phase: corev1.PodPending}
-	if n, ok := c.nodes[p.Spec.NodeName]; ok {
-		if r, ok := n.statuses[string(p.UID)]; ok {
-			cp.Status = r.Status
-		}
+	if rep != nil {
+		cp.Status = rep.Status
 	}
 	if p.Spec.NodeName == "" {
-		msg := c.unschedulable[objKey(p.Namespace, p.Name)]
+		msg := unschedulable
 		if msg == "" {
 			msg = "waiting for the scheduler"
 		}
@@ -330,7 +366,10 @@ func (c *Controller) rebuildAssignmentsLocked(live []*corev1.Pod) {
 	changed := false
 	for node, pods := range byNode {
 		sort.Slice(pods, func(i, j int) bool {
-			return objKey(pods[i].Namespace, pods[i].Name) < objKey(pods[j].Namespace, pods[j].Name)
+			if pods[i].Namespace != pods[j].Namespace {
+				return pods[i].Namespace < pods[j].Namespace
+			}
+			return pods[i].Name < pods[j].Name
 		})
 		prev := c.assignments[node]
 		if prev != nil && !tableChanged && !configChanged && slices.Equal(pods, c.assignedPods[node]) {
