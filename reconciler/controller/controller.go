@@ -96,7 +96,10 @@ type Controller struct {
 	// liveCache keeps each pod merged with its reported status between
 	// passes, so a pass over unchanged pods copies none of them.
 	liveCache map[*corev1.Pod]liveEntry
-	changed   chan struct{} // closed and replaced whenever an assignment changes
+	// liveVersion counts changes to the merged pods; tableVersion is the
+	// liveVersion the cached service table (lastTable) was built from.
+	liveVersion, tableVersion uint64
+	changed                   chan struct{} // closed and replaced whenever an assignment changes
 }
 
 // appliedRevision is persisted so a restarted controller knows its desired

@@ -284,11 +284,13 @@ func (c *Controller) unreportedNodesLocked(now time.Time) []string {
 func (c *Controller) livePodsLocked() []*corev1.Pod {
 	out := make([]*corev1.Pod, 0, len(c.pods)+len(c.terminating))
 	next := make(map[*corev1.Pod]liveEntry, len(c.pods)+len(c.terminating))
+	changed := false
 	merge := func(p *corev1.Pod) {
 		rep, msg := c.reportOfLocked(p), c.unschedulable[objKey(p.Namespace, p.Name)]
 		e, ok := c.liveCache[p]
 		if !ok || e.report != rep || e.unschedulable != msg {
 			e = liveEntry{report: rep, unschedulable: msg, pod: mergeStatus(p, rep, msg)}
+			changed = true
 		}
 		next[p] = e
 		out = append(out, e.pod)
@@ -298,6 +300,9 @@ func (c *Controller) livePodsLocked() []*corev1.Pod {
 	}
 	for _, p := range c.terminating {
 		merge(p)
+	}
+	if changed || len(next) != len(c.liveCache) {
+		c.liveVersion++
 	}
 	c.liveCache = next
 	return out
@@ -358,7 +363,14 @@ func (c *Controller) rebuildAssignmentsLocked(live []*corev1.Pod) {
 			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 		}
 	}
-	table := services.Table(c.services, live)
+	// The table follows pods and their readiness (liveVersion) and the
+	// applied Services; recomputing it for 10,000 unchanged pods on every
+	// pass would dominate the pass.
+	table := c.lastTable
+	if c.tableVersion != c.liveVersion || c.desired != c.lastDesired || table == nil {
+		table = services.Table(c.services, live)
+		c.tableVersion = c.liveVersion
+	}
 	routes := c.nodeRoutesLocked(c.cfg.Now())
 	tableChanged := !reflect.DeepEqual(table, c.lastTable) || !reflect.DeepEqual(routes, c.lastRoutes)
 	configChanged := c.desired != c.lastDesired
