@@ -30,6 +30,17 @@ const (
 	AnnotationConfigDigest = "berth.dev/config-digest"
 )
 
+// PodReady reports whether the pod's Ready condition is True, as a node
+// last reported it.
+func PodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // Assignment is everything one node must run: the pods bound to it and the
 // ConfigMaps and Secrets those pods reference. Generation increases whenever
 // the content changes, so an agent can long-poll for the next one.

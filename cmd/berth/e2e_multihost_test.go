@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"berth.dev/berth/api"
 	"berth.dev/berth/nodeagent/hostsim"
 	"berth.dev/berth/nodeagent/runtime/podman/podmantest"
 )
@@ -118,7 +119,7 @@ func (a *agentProc) stop(sig syscall.Signal) {
 func podsByNode(pods []corev1.Pod, owner string) map[string]int {
 	out := map[string]int{}
 	for _, p := range livePods(pods) {
-		if strings.HasPrefix(p.Name, owner+"-") && isReady(p) {
+		if strings.HasPrefix(p.Name, owner+"-") && api.PodReady(&p) {
 			out[p.Spec.NodeName]++
 		}
 	}

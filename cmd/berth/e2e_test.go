@@ -108,7 +108,7 @@ func watchRollout(p *berthProc, namespace string, minReady, maxTotal int) *rollo
 			live := livePods(pods)
 			ready := 0
 			for _, pod := range live {
-				if isReady(pod) {
+				if api.PodReady(&pod) {
 					ready++
 				}
 			}
@@ -301,7 +301,7 @@ func TestFolderSourceAppliesEdits(t *testing.T) {
 				return fmt.Errorf("%d pods, want 1", len(pods))
 			}
 			for _, p := range pods {
-				if !isReady(p) {
+				if !api.PodReady(&p) {
 					return fmt.Errorf("pod %s not ready", p.Name)
 				}
 				_, body, err := httpGet("http://" + p.Status.PodIP + ":8080/env?name=MESSAGE")

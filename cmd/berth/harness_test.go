@@ -325,15 +325,6 @@ func livePods(pods []corev1.Pod) []corev1.Pod {
 	return out
 }
 
-func isReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // httpGet fetches url on a fresh connection (so every call goes through
 // the Service rules again) with a short timeout.
 func httpGet(url string) (int, string, error) {

@@ -153,7 +153,7 @@ func (c *Controller) drainBudgetsLocked() map[string]int {
 	}
 	available := map[string]int{}
 	for _, p := range c.pods {
-		if podReady(c.withStatusLocked(p)) {
+		if api.PodReady(c.withStatusLocked(p)) {
 			available[c.deploymentOfLocked(p)]++
 		}
 	}

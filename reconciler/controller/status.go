@@ -27,9 +27,8 @@ func (c *Controller) Status() api.Status {
 		Deployments: []api.DeploymentHealth{},
 		Nodes:       []api.NodeInfo{},
 	}
-	if res := c.syncResultLocked(); true {
-		s.Applied, s.Head, s.LastError = res.Applied, res.Head, res.Error
-	}
+	res := c.syncResultLocked()
+	s.Applied, s.Head, s.LastError = res.Applied, res.Head, res.Error
 	if s.Applied == nil || s.Head == nil || s.Applied.ID != s.Head.ID {
 		s.Sync = api.SyncOutOfSync
 	}
@@ -122,7 +121,7 @@ func (c *Controller) ReplicaSets(namespace string) []appsv1.ReplicaSet {
 				counts[k] = st
 			}
 			st.Replicas++
-			if podReady(c.withStatusLocked(p)) {
+			if api.PodReady(c.withStatusLocked(p)) {
 				st.ReadyReplicas++
 			}
 		}
@@ -232,15 +231,6 @@ func (c *Controller) Secrets(namespace string) []corev1.Secret {
 	}
 	sortObjects(out, func(o corev1.Secret) (string, string) { return o.Namespace, o.Name })
 	return out
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func sortObjects[T any](items []T, key func(T) (string, string)) {

@@ -196,7 +196,7 @@ func Apply(svcs []*corev1.Service, alloc Allocations) []*corev1.Service {
 func Table(svcs []*corev1.Service, pods []*corev1.Pod) []api.Service {
 	byNamespace := map[string][]*corev1.Pod{}
 	for _, p := range pods {
-		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !podReady(p) {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !api.PodReady(p) {
 			continue
 		}
 		byNamespace[p.Namespace] = append(byNamespace[p.Namespace], p)
@@ -276,15 +276,6 @@ func resolveTargetPort(p *corev1.Pod, sp corev1.ServicePort) (int32, bool) {
 	default:
 		return sp.Port, true
 	}
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // EndpointSlices renders the table as Kubernetes EndpointSlices, for
